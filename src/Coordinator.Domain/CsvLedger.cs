@@ -1,0 +1,266 @@
+namespace Coordinator.Domain;
+
+public enum ReserveStatus { Created, Unchanged, Updated, InsufficientSpace, UnknownVolume, Invalid }
+
+public sealed record ReserveOutcome(ReserveStatus Status, Reservation? Reservation, long FreeBytes, string? Error = null);
+
+public enum ReleaseStatus { Released, NotFound, UnknownVolume }
+
+public sealed record ReleaseOutcome(ReleaseStatus Status, Reservation? Released);
+
+/// <summary>
+/// A decision of the ledger: the reply it implies and the events that must be persisted before that reply is sent.
+/// Deciding never mutates; <see cref="CsvLedger.Apply"/> does, event by event.
+/// </summary>
+public readonly record struct Decision<T>(T Outcome, IReadOnlyList<LedgerEvent> Events);
+
+/// <summary>
+/// The authoritative accounting of Cluster Shared Volumes. Deterministic and free of I/O: the singleton actor
+/// feeds it commands and measurements, persists the events it returns, then applies them.
+/// <para>
+/// free = capacity - headroom - Σ max(claimed, measured under its directory) - usage that belongs to no reservation.
+/// </para>
+/// </summary>
+public sealed class CsvLedger
+{
+    private readonly SortedDictionary<string, VolumeState> _volumes = new(StringComparer.Ordinal);
+
+    public long Epoch { get; private set; }
+    public string? EpochNode { get; private set; }
+    public DateTimeOffset? EpochStartedAt { get; private set; }
+
+    public IEnumerable<string> VolumeNames => _volumes.Keys;
+
+    public bool HasVolume(string volume) => _volumes.ContainsKey(volume);
+
+    // ---------------------------------------------------------------- decisions
+
+    public Decision<ReserveOutcome> Reserve(ReserveRequest r, DateTimeOffset now)
+    {
+        if (!_volumes.TryGetValue(r.Volume, out var v))
+            return new(new ReserveOutcome(ReserveStatus.UnknownVolume, null, 0, $"unknown volume '{r.Volume}'"), []);
+
+        var error = InputRules.CheckId("consumer id", r.ConsumerId)
+                    ?? InputRules.CheckId("node", r.Node)
+                    ?? InputRules.CheckBytes("bytes", r.Bytes)
+                    ?? (r.ImageId is null ? null : InputRules.CheckId("image id", r.ImageId))
+                    ?? InputRules.NormalizeVolumePath(v.Path, r.Path, out _);
+        if (error is not null)
+            return new(new ReserveOutcome(ReserveStatus.Invalid, null, v.Free, error), []);
+        InputRules.NormalizeVolumePath(v.Path, r.Path, out var relPath);
+
+        var free = v.Free;
+        v.Reservations.TryGetValue(r.ConsumerId, out var existing);
+        if (existing is not null
+            && existing.Bytes == r.Bytes && existing.Node == r.Node && existing.Path == relPath && existing.ImageId == r.ImageId)
+            return new(new ReserveOutcome(ReserveStatus.Unchanged, existing, free), []);
+
+        // The change in what this consumer counts against the volume; only growth needs room.
+        var measured = v.ConsumerUsage.GetValueOrDefault(r.ConsumerId);
+        var before = existing is null ? 0 : Math.Max(existing.Bytes, measured);
+        var after = Math.Max(r.Bytes, measured);
+        var growth = after - before;
+        if (growth > 0 && growth > free)
+            return new(new ReserveOutcome(ReserveStatus.InsufficientSpace, existing, free,
+                $"{ByteSize.Format(r.Bytes)} does not fit on {r.Volume}: {ByteSize.Format(Math.Max(free, 0))} free"), []);
+
+        var placed = new ReservationPlaced(r.Volume, r.ConsumerId, r.Node, r.Bytes, relPath, r.ImageId, now);
+        var reservation = new Reservation(r.Volume, r.ConsumerId, r.Node, r.Bytes, relPath, r.ImageId,
+            existing?.CreatedAt ?? now, now);
+        return new(new ReserveOutcome(existing is null ? ReserveStatus.Created : ReserveStatus.Updated, reservation, free - growth),
+            [placed]);
+    }
+
+    public Decision<ReleaseOutcome> Release(string volume, string consumerId, DateTimeOffset now)
+    {
+        if (!_volumes.TryGetValue(volume, out var v))
+            return new(new ReleaseOutcome(ReleaseStatus.UnknownVolume, null), []);
+        if (!v.Reservations.TryGetValue(consumerId, out var existing))
+            return new(new ReleaseOutcome(ReleaseStatus.NotFound, null), []);
+        return new(new ReleaseOutcome(ReleaseStatus.Released, existing), [new ReservationReleased(volume, consumerId, now)]);
+    }
+
+    /// <summary>Events needed so the ledger's volume matches configuration (none when it already does).</summary>
+    public IReadOnlyList<LedgerEvent> Configure(string volume, string path, long capacityBytes, long headroomBytes)
+    {
+        if (_volumes.TryGetValue(volume, out var v) && v.Path == path && v.Capacity == capacityBytes && v.Headroom == headroomBytes)
+            return [];
+        return [new VolumeConfigured(volume, path, capacityBytes, headroomBytes)];
+    }
+
+    /// <summary>Events for a scan result (none when nothing changed, so periodic rescans do not grow the journal).</summary>
+    public IReadOnlyList<LedgerEvent> Measure(string volume, long usedBytes, IReadOnlyDictionary<string, long> consumerUsage, DateTimeOffset now)
+    {
+        if (!_volumes.TryGetValue(volume, out var v)) return [];
+        if (v.MeasuredAt is not null && v.Used == usedBytes && SameUsage(v.ConsumerUsage, consumerUsage)) return [];
+        return [new VolumeMeasured(volume, usedBytes, new SortedDictionary<string, long>(consumerUsage.ToDictionary(), StringComparer.Ordinal), now)];
+    }
+
+    public LeaderEpochStarted NextEpoch(string node, DateTimeOffset now) => new(Epoch + 1, node, now);
+
+    // ---------------------------------------------------------------- state changes
+
+    public void Apply(LedgerEvent e)
+    {
+        switch (e)
+        {
+            case LeaderEpochStarted s:
+                Epoch = s.Epoch; EpochNode = s.Node; EpochStartedAt = s.At;
+                break;
+            case VolumeConfigured c:
+                if (_volumes.TryGetValue(c.Volume, out var existing))
+                {
+                    existing.Path = c.Path; existing.Capacity = c.CapacityBytes; existing.Headroom = c.HeadroomBytes;
+                }
+                else _volumes[c.Volume] = new VolumeState(c.Volume, c.Path, c.CapacityBytes, c.HeadroomBytes);
+                break;
+            case ReservationPlaced p:
+            {
+                var v = _volumes[p.Volume];
+                var created = v.Reservations.TryGetValue(p.ConsumerId, out var old) ? old.CreatedAt : p.At;
+                v.Put(new Reservation(p.Volume, p.ConsumerId, p.Node, p.Bytes, p.Path, p.ImageId, created, p.At));
+                break;
+            }
+            case ReservationReleased r:
+                _volumes[r.Volume].Remove(r.ConsumerId);
+                break;
+            case VolumeMeasured m:
+                _volumes[m.Volume].SetMeasurement(m.UsedBytes, m.ConsumerUsage, m.At);
+                break;
+            default:
+                throw new ArgumentOutOfRangeException(nameof(e), e.GetType().Name, "unknown ledger event");
+        }
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    public VolumeView? View(string volume) => _volumes.TryGetValue(volume, out var v) ? v.View() : null;
+
+    public IReadOnlyList<VolumeView> Views() => _volumes.Values.Select(v => v.View()).ToList();
+
+    public IReadOnlyList<Reservation> Reservations(string volume) =>
+        _volumes.TryGetValue(volume, out var v) ? v.Reservations.Values.ToList() : [];
+
+    public Reservation? Find(string volume, string consumerId) =>
+        _volumes.TryGetValue(volume, out var v) ? v.Reservations.GetValueOrDefault(consumerId) : null;
+
+    /// <summary>Directories the scanner must measure: consumer id → path relative to the volume root.</summary>
+    public IReadOnlyDictionary<string, string> MeasuredDirectories(string volume) =>
+        _volumes.TryGetValue(volume, out var v)
+            ? v.Reservations.Values.Where(r => r.Path is not null).ToDictionary(r => r.ConsumerId, r => r.Path!)
+            : new Dictionary<string, string>();
+
+    /// <summary>
+    /// Each node's share of a volume. <paramref name="liveNodes"/> maps the nodes that are members of the cluster
+    /// now to their weight; nodes that hold reservations but are gone keep their claims and get no share.
+    /// </summary>
+    public IReadOnlyList<NodeQuota>? Quotas(string volume, QuotaPolicy policy, IReadOnlyDictionary<string, double> liveNodes)
+    {
+        if (!_volumes.TryGetValue(volume, out var v)) return null;
+        var claimed = new SortedDictionary<string, long>(StringComparer.Ordinal);
+        foreach (var r in v.Reservations.Values)
+            claimed[r.Node] = claimed.GetValueOrDefault(r.Node) + v.Effective(r);
+        foreach (var n in liveNodes.Keys) claimed.TryAdd(n, 0);
+
+        var free = Math.Max(0, v.Free);
+        var shares = policy == QuotaPolicy.Shared
+            ? liveNodes.Keys.ToDictionary(n => n, _ => free)
+            : QuotaSplit.Split(free, liveNodes);
+        return claimed.Select(kv =>
+        {
+            var live = liveNodes.ContainsKey(kv.Key);
+            var share = live ? shares.GetValueOrDefault(kv.Key) : 0;
+            return new NodeQuota(kv.Key, live, kv.Value, share, kv.Value + share);
+        }).ToList();
+    }
+
+    // ---------------------------------------------------------------- snapshots
+
+    public LedgerSnapshot ToSnapshot() => new(
+        Epoch, EpochNode, EpochStartedAt,
+        _volumes.Values.Select(v => new VolumeSnapshot(
+            v.Name, v.Path, v.Capacity, v.Headroom, v.Used, v.MeasuredAt,
+            new SortedDictionary<string, long>(v.ConsumerUsage.ToDictionary(), StringComparer.Ordinal),
+            v.Reservations.Values.ToList())).ToList());
+
+    public static CsvLedger FromSnapshot(LedgerSnapshot s)
+    {
+        var ledger = new CsvLedger { Epoch = s.Epoch, EpochNode = s.EpochNode, EpochStartedAt = s.EpochStartedAt };
+        foreach (var vs in s.Volumes)
+        {
+            var v = new VolumeState(vs.Name, vs.Path, vs.CapacityBytes, vs.HeadroomBytes);
+            foreach (var r in vs.Reservations) v.Put(r);
+            v.SetMeasurement(vs.UsedBytes, vs.ConsumerUsage, vs.MeasuredAt);
+            ledger._volumes[vs.Name] = v;
+        }
+        return ledger;
+    }
+
+    private static bool SameUsage(IReadOnlyDictionary<string, long> a, IReadOnlyDictionary<string, long> b) =>
+        a.Count == b.Count && a.All(kv => b.TryGetValue(kv.Key, out var x) && x == kv.Value);
+
+    /// <summary>Mutable per-volume state with running totals, so every decision is O(1) in the number of reservations.</summary>
+    private sealed class VolumeState(string name, string path, long capacity, long headroom)
+    {
+        public string Name { get; } = name;
+        public string Path { get; set; } = path;
+        public long Capacity { get; set; } = capacity;
+        public long Headroom { get; set; } = headroom;
+        public long Used { get; private set; }
+        public DateTimeOffset? MeasuredAt { get; private set; }
+        public SortedDictionary<string, Reservation> Reservations { get; } = new(StringComparer.Ordinal);
+        public SortedDictionary<string, long> ConsumerUsage { get; private set; } = new(StringComparer.Ordinal);
+
+        private long _claimed;          // Σ bytes claimed
+        private long _effective;        // Σ max(claimed, measured)
+        private long _measuredOwned;    // Σ measured usage of current reservations
+
+        public long Effective(Reservation r) => Math.Max(r.Bytes, ConsumerUsage.GetValueOrDefault(r.ConsumerId));
+
+        public long Unowned => Math.Max(0, Used - _measuredOwned);
+
+        public long Free => Capacity - Headroom - _effective - Unowned;
+
+        public void Put(Reservation r)
+        {
+            Remove(r.ConsumerId);
+            Reservations[r.ConsumerId] = r;
+            _claimed += r.Bytes;
+            _effective += Effective(r);
+            _measuredOwned += ConsumerUsage.GetValueOrDefault(r.ConsumerId);
+        }
+
+        public void Remove(string consumerId)
+        {
+            if (!Reservations.Remove(consumerId, out var old)) return;
+            _claimed -= old.Bytes;
+            _effective -= Effective(old);
+            _measuredOwned -= ConsumerUsage.GetValueOrDefault(consumerId);
+            // The directory's bytes now belong to no reservation until the next scan says otherwise.
+            ConsumerUsage.Remove(consumerId);
+        }
+
+        public void SetMeasurement(long used, IReadOnlyDictionary<string, long> usage, DateTimeOffset? at)
+        {
+            Used = used;
+            MeasuredAt = at;
+            ConsumerUsage = new SortedDictionary<string, long>(
+                usage.Where(kv => Reservations.ContainsKey(kv.Key)).ToDictionary(), StringComparer.Ordinal);
+            _effective = 0; _measuredOwned = 0;
+            foreach (var r in Reservations.Values)
+            {
+                _effective += Effective(r);
+                _measuredOwned += ConsumerUsage.GetValueOrDefault(r.ConsumerId);
+            }
+        }
+
+        public VolumeView View() =>
+            new(Name, Path, Capacity, Headroom, Used, _claimed, Unowned, Free, Reservations.Count, MeasuredAt);
+    }
+}
+
+public sealed record VolumeSnapshot(
+    string Name, string Path, long CapacityBytes, long HeadroomBytes, long UsedBytes, DateTimeOffset? MeasuredAt,
+    IReadOnlyDictionary<string, long> ConsumerUsage, IReadOnlyList<Reservation> Reservations);
+
+public sealed record LedgerSnapshot(long Epoch, string? EpochNode, DateTimeOffset? EpochStartedAt, IReadOnlyList<VolumeSnapshot> Volumes);

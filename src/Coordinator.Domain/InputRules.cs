@@ -1,0 +1,65 @@
+namespace Coordinator.Domain;
+
+/// <summary>
+/// Validation of everything a client can send. Each check returns null when the input is fine, or the message a
+/// 400 problem carries. Bad input is refused before it reaches the ledger, so it can change nothing.
+/// </summary>
+public static class InputRules
+{
+    public const int MaxIdLength = 255;
+
+    public static string? CheckId(string what, string? id)
+    {
+        if (string.IsNullOrWhiteSpace(id)) return $"{what} must not be empty";
+        if (id.Length > MaxIdLength) return $"{what} is longer than {MaxIdLength} characters";
+        if (id.IndexOfAny(['/', '\\']) >= 0) return $"{what} must not contain path separators";
+        if (id is "." or "..") return $"{what} must not be '.' or '..'";
+        foreach (var c in id)
+            if (char.IsControl(c)) return $"{what} must not contain control characters";
+        return null;
+    }
+
+    public static string? CheckBytes(string what, long bytes) =>
+        bytes <= 0 ? $"{what} must be positive"
+        : bytes > ByteSize.MaxBytes ? $"{what} must not exceed 2^62"
+        : null;
+
+    /// <summary>
+    /// Normalises a consumer directory to a path relative to the volume root ('/'-separated). Accepts a relative path
+    /// or an absolute one under <paramref name="volumeRoot"/>; refuses anything that escapes the volume.
+    /// </summary>
+    public static string? NormalizeVolumePath(string volumeRoot, string? path, out string? relative)
+    {
+        relative = null;
+        if (path is null) return null;
+        if (path.Length == 0) return "path must not be empty when given";
+        if (path.Length > 4096) return "path is too long";
+        foreach (var c in path)
+            if (char.IsControl(c)) return "path must not contain control characters";
+
+        var p = path.Replace('\\', '/');
+        if (IsAbsolute(p))
+        {
+            var root = volumeRoot.Replace('\\', '/').TrimEnd('/');
+            // Windows paths compare case-insensitively; CSV roots are C:\ClusterStorage\VolumeN.
+            if (!p.StartsWith(root + "/", StringComparison.OrdinalIgnoreCase))
+                return $"path '{path}' is outside the volume ({volumeRoot})";
+            p = p[(root.Length + 1)..];
+        }
+
+        var segments = new List<string>();
+        foreach (var seg in p.Split('/', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (seg == ".") continue;
+            if (seg == "..") return $"path '{path}' must not contain '..'";
+            if (seg.Contains(':')) return $"path '{path}' is outside the volume ({volumeRoot})";
+            segments.Add(seg);
+        }
+        if (segments.Count == 0) return "path must name a directory inside the volume, not its root";
+        relative = string.Join('/', segments);
+        return null;
+    }
+
+    private static bool IsAbsolute(string p) =>
+        p.StartsWith('/') || (p.Length >= 2 && char.IsLetter(p[0]) && p[1] == ':');
+}
