@@ -1,0 +1,115 @@
+using Akka.Configuration;
+using Coordinator.Domain;
+
+namespace Coordinator.Cluster.Configuration;
+
+/// <summary>One CSV as configured: capacity null means "read it from the file system".</summary>
+public sealed record VolumeSettings(string Name, string Path, long? CapacityBytes, long HeadroomBytes);
+
+public enum JournalProvider { Sqlite, PostgreSql }
+
+/// <summary>The <c>coordinator { }</c> section of the HOCON, typed. Paths are resolved to absolute ones here.</summary>
+public sealed record CoordinatorSettings
+{
+    public required string NodeName { get; init; }
+    public required string DataDirectory { get; init; }
+    public required string HttpHost { get; init; }
+    public required int HttpPort { get; init; }
+    public required TimeSpan AskTimeout { get; init; }
+    public required JournalProvider Provider { get; init; }
+    public required string ConnectionString { get; init; }
+    public required int SnapshotEvery { get; init; }
+    public required QuotaPolicy QuotaPolicy { get; init; }
+    public required IReadOnlyDictionary<string, double> NodeWeights { get; init; }
+    public required TimeSpan RescanInterval { get; init; }
+    public required IReadOnlyList<VolumeSettings> Volumes { get; init; }
+    public string? LogFile { get; init; }
+    public string LogLevel { get; init; } = "Information";
+
+    /// <summary>The role every member carries so that the ledger can map Akka addresses to Hyper-V host names.</summary>
+    public string NodeRole => NodeRolePrefix + NodeName;
+
+    public const string NodeRolePrefix = "node:";
+
+    public double WeightOf(string node) => NodeWeights.TryGetValue(node, out var w) ? w : 1.0;
+
+    public static CoordinatorSettings FromConfig(Config root)
+    {
+        var c = root.GetConfig("coordinator") ?? throw new ConfigurationException("missing 'coordinator' section");
+        var nodeName = c.GetString("node-name", "");
+        if (string.IsNullOrWhiteSpace(nodeName)) nodeName = Environment.MachineName;
+        var idError = InputRules.CheckId("coordinator.node-name", nodeName);
+        if (idError is not null) throw new ConfigurationException(idError);
+
+        var dataDir = Path.GetFullPath(c.GetString("data-dir", "data"));
+        var providerName = c.GetString("persistence.provider", "sqlite").Trim().ToLowerInvariant();
+        var provider = providerName switch
+        {
+            "sqlite" => JournalProvider.Sqlite,
+            "postgresql" or "postgres" => JournalProvider.PostgreSql,
+            _ => throw new ConfigurationException($"coordinator.persistence.provider: '{providerName}' is not one of sqlite, postgresql"),
+        };
+        var conn = c.GetString("persistence.connection-string", "");
+        if (string.IsNullOrWhiteSpace(conn))
+        {
+            if (provider != JournalProvider.Sqlite)
+                throw new ConfigurationException("coordinator.persistence.connection-string is required for postgresql");
+            conn = $"Data Source={Path.Combine(dataDir, "ledger.db")}";
+        }
+
+        var policyName = c.GetString("csv.quota-policy", "shared").Trim().ToLowerInvariant();
+        var policy = policyName switch
+        {
+            "shared" => QuotaPolicy.Shared,
+            "partitioned" => QuotaPolicy.Partitioned,
+            _ => throw new ConfigurationException($"coordinator.csv.quota-policy: '{policyName}' is not one of shared, partitioned"),
+        };
+
+        var weights = new Dictionary<string, double>(StringComparer.Ordinal);
+        var weightsConfig = c.GetConfig("csv.node-weights");
+        if (weightsConfig is not null && !weightsConfig.IsEmpty)
+            foreach (var kv in weightsConfig.AsEnumerable())
+                weights[kv.Key] = kv.Value.GetDouble();
+
+        var volumes = new List<VolumeSettings>();
+        var volumeValues = c.GetValue("csv.volumes");
+        if (volumeValues is not null && !volumeValues.IsEmpty)
+        {
+            foreach (var item in volumeValues.GetArray())
+            {
+                var o = item.GetObject();
+                string? Get(string key) => o.Items.TryGetValue(key, out var f) && !f.IsEmpty ? f.GetString() : null;
+                var name = Get("name") ?? throw new ConfigurationException("coordinator.csv.volumes: every volume needs a name");
+                if (InputRules.CheckId("volume name", name) is { } err) throw new ConfigurationException(err);
+                var path = Get("path") ?? Path.Combine("csv", name);
+                if (!Path.IsPathRooted(path)) path = Path.Combine(dataDir, path);
+                long? capacity = Get("capacity") is { } cap ? ParseSize($"{name}.capacity", cap) : null;
+                var headroom = Get("headroom") is { } h ? ParseSize($"{name}.headroom", h) : 0;
+                if (volumes.Any(v => v.Name == name)) throw new ConfigurationException($"volume '{name}' is configured twice");
+                volumes.Add(new VolumeSettings(name, Path.GetFullPath(path), capacity, headroom));
+            }
+        }
+
+        var logFile = c.GetString("logging.file", "");
+        return new CoordinatorSettings
+        {
+            NodeName = nodeName,
+            DataDirectory = dataDir,
+            HttpHost = c.GetString("http.host", "127.0.0.1"),
+            HttpPort = c.GetInt("http.port", 7070),
+            AskTimeout = c.GetTimeSpan("ask-timeout", TimeSpan.FromSeconds(5)),
+            Provider = provider,
+            ConnectionString = conn,
+            SnapshotEvery = c.GetInt("persistence.snapshot-every", 1000),
+            QuotaPolicy = policy,
+            NodeWeights = weights,
+            RescanInterval = c.GetTimeSpan("csv.rescan-interval", TimeSpan.FromSeconds(30)),
+            Volumes = volumes,
+            LogFile = string.IsNullOrWhiteSpace(logFile) ? null : Path.GetFullPath(Path.IsPathRooted(logFile) ? logFile : Path.Combine(dataDir, logFile)),
+            LogLevel = c.GetString("logging.level", "Information"),
+        };
+    }
+
+    private static long ParseSize(string key, string text) =>
+        ByteSize.TryParse(text, out var b) ? b : throw new ConfigurationException($"coordinator.csv.volumes {key}: '{text}' is not a size");
+}

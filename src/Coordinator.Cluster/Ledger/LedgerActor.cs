@@ -1,0 +1,317 @@
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Event;
+using Akka.Pattern;
+using Akka.Persistence;
+using Coordinator.Cluster.Configuration;
+using Coordinator.Domain;
+
+namespace Coordinator.Cluster.Ledger;
+
+/// <summary>What the ledger needs from configuration; capacities are already resolved (no I/O in the actor).</summary>
+public sealed record LedgerSettings(
+    string NodeName,
+    IReadOnlyList<ResolvedVolume> Volumes,
+    QuotaPolicy QuotaPolicy,
+    Func<string, double> WeightOf,
+    int SnapshotEvery,
+    TimeSpan RescanInterval)
+{
+    public static LedgerSettings From(CoordinatorSettings s) => new(
+        s.NodeName,
+        s.Volumes.Select(v => new ResolvedVolume(v.Name, v.Path,
+            v.CapacityBytes ?? VolumeMeasurer.FileSystemCapacity(v.Path), v.HeadroomBytes, v.CapacityBytes is null)).ToList(),
+        s.QuotaPolicy, s.WeightOf, s.SnapshotEvery, s.RescanInterval);
+}
+
+public sealed record ResolvedVolume(string Name, string Path, long CapacityBytes, long HeadroomBytes, bool UseFileSystemTotals);
+
+/// <summary>
+/// The cluster singleton that owns CSV accounting. It wraps <see cref="CsvLedger"/> and adds what the domain type must
+/// not know: persistence, batching, membership and scanning.
+/// <para>
+/// Batching: a command is decided against the state that already includes every earlier decision, its events are
+/// applied at once and queued; while one write is in flight, everything that arrives goes into the next single write.
+/// A reply is released only after the write holding every event it reflects has been persisted, so nothing is
+/// acknowledged that a crash could undo. If a write fails the actor stops and its supervisor restarts it from the
+/// journal: the unpersisted decisions vanish together with their unsent replies.
+/// </para>
+/// </summary>
+public sealed class LedgerActor : UntypedPersistentActor, IWithTimers
+{
+    public const string PersistenceIdValue = "csv-ledger";
+
+    private readonly LedgerSettings _settings;
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+
+    private CsvLedger _ledger = new();
+
+    private readonly List<LedgerEvent> _pendingEvents = [];
+    private List<(IActorRef To, object Reply)> _pendingReplies = [];
+    private List<(IActorRef To, object Reply)>? _inFlightReplies; // null: no write in flight
+    private long _eventsSinceSnapshot;
+
+    // Membership: Akka address -> Hyper-V node name, for members that are Up.
+    private readonly Dictionary<Address, string> _liveNodes = new();
+
+    // Scans in progress, per volume, with the requesters waiting for their result.
+    private readonly Dictionary<string, List<IActorRef>> _scans = new(StringComparer.Ordinal);
+
+    public LedgerActor(LedgerSettings settings) => _settings = settings;
+
+    public static Props Props(LedgerSettings settings) => Akka.Actor.Props.Create(() => new LedgerActor(settings));
+
+    /// <summary>
+    /// Props for the singleton: the ledger under a backoff supervisor, so that a ledger stopped by a journal failure
+    /// comes back (and recovers) once the database answers again; meanwhile requests time out into 503s.
+    /// </summary>
+    public static Props SupervisedProps(LedgerSettings settings) =>
+        BackoffSupervisor.Props(Backoff.OnStop(Props(settings), "ledger",
+            TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(5), 0.2, -1));
+
+    public override string PersistenceId => PersistenceIdValue;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    protected override void PreStart()
+    {
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents,
+            typeof(ClusterEvent.IMemberEvent));
+        base.PreStart();
+    }
+
+    protected override void PostStop()
+    {
+        _cluster.Unsubscribe(Self);
+        base.PostStop();
+    }
+
+    // ---------------------------------------------------------------- recovery
+
+    protected override void OnRecover(object message)
+    {
+        switch (message)
+        {
+            case SnapshotOffer { Snapshot: LedgerSnapshot s }:
+                _ledger = CsvLedger.FromSnapshot(s);
+                break;
+            case LedgerEvent e:
+                _ledger.Apply(e);
+                _eventsSinceSnapshot++;
+                break;
+            case RecoveryCompleted:
+                StartIncarnation();
+                break;
+        }
+    }
+
+    /// <summary>A new epoch and the configured volumes, persisted before the first command is served.</summary>
+    private void StartIncarnation()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var events = new List<LedgerEvent> { _ledger.NextEpoch(_settings.NodeName, now) };
+        foreach (var v in _settings.Volumes)
+            events.AddRange(_ledger.Configure(v.Name, v.Path, v.CapacityBytes, v.HeadroomBytes));
+        foreach (var e in events) _ledger.Apply(e);
+        _eventsSinceSnapshot += events.Count;
+
+        // Persist (not PersistAsync): Akka stashes commands until the epoch is durable.
+        var remaining = events.Count;
+        PersistAll(events, _ =>
+        {
+            if (--remaining > 0) return;
+            _log.Info("Ledger epoch {0} started on {1} with {2} volume(s)", _ledger.Epoch, _settings.NodeName,
+                _ledger.VolumeNames.Count());
+            Timers.StartPeriodicTimer("rescan", RescanTick.Instance, TimeSpan.FromMilliseconds(100), _settings.RescanInterval);
+        });
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    protected override void OnCommand(object message)
+    {
+        switch (message)
+        {
+            case ReserveCommand c:
+            {
+                var d = _ledger.Reserve(c.Request, DateTimeOffset.UtcNow);
+                Emit(d.Events);
+                Reply(new ReserveReply(_ledger.Epoch, d.Outcome));
+                break;
+            }
+            case ReleaseCommand c:
+            {
+                var d = _ledger.Release(c.Volume, c.ConsumerId, DateTimeOffset.UtcNow);
+                Emit(d.Events);
+                Reply(new ReleaseReply(_ledger.Epoch, d.Outcome));
+                break;
+            }
+            case GetVolumes:
+                Reply(new VolumesReply(_ledger.Epoch, _ledger.Views()));
+                break;
+            case GetReservations q:
+                Reply(new ReservationsReply(_ledger.Epoch, q.Volume, _ledger.HasVolume(q.Volume), _ledger.Reservations(q.Volume)));
+                break;
+            case GetQuotas q:
+            {
+                var live = _liveNodes.Values.Distinct().ToDictionary(n => n, _settings.WeightOf);
+                var quotas = _ledger.Quotas(q.Volume, _settings.QuotaPolicy, live);
+                if (quotas is not null && q.Node is not null)
+                    quotas = quotas.Where(x => x.Node == q.Node).DefaultIfEmpty(new NodeQuota(q.Node, false, 0, 0, 0)).ToList();
+                Reply(new QuotasReply(_ledger.Epoch, q.Volume, _settings.QuotaPolicy, quotas));
+                break;
+            }
+            case GetLeader:
+                Reply(new LeaderReply(_ledger.Epoch, _settings.NodeName, _cluster.SelfAddress.ToString(),
+                    _ledger.EpochStartedAt ?? DateTimeOffset.UtcNow));
+                break;
+            case RescanVolume r:
+                if (!_ledger.HasVolume(r.Volume)) Reply(new VolumeReply(_ledger.Epoch, null, $"unknown volume '{r.Volume}'"));
+                else StartScan(r.Volume, Sender);
+                break;
+            case RescanTick:
+                foreach (var v in _ledger.VolumeNames.ToList()) StartScan(v, null);
+                break;
+            case ScanCompleted s:
+                OnScanCompleted(s);
+                break;
+            case ClusterEvent.MemberUp up:
+                TrackMember(up.Member);
+                break;
+            case ClusterEvent.MemberWeaklyUp wu:
+                TrackMember(wu.Member);
+                break;
+            case ClusterEvent.IMemberEvent gone and (ClusterEvent.MemberRemoved or ClusterEvent.MemberExited or ClusterEvent.MemberLeft or ClusterEvent.MemberDowned):
+                _liveNodes.Remove(gone.Member.Address);
+                break;
+            case ClusterEvent.IMemberEvent:
+                break;
+            case SaveSnapshotSuccess ok:
+                // Older snapshots are no longer needed; the journal keeps every event for audit.
+                DeleteSnapshots(new SnapshotSelectionCriteria(ok.Metadata.SequenceNr - 1));
+                break;
+            case SaveSnapshotFailure f:
+                _log.Warning("Snapshot failed (recovery stays correct, only slower): {0}", f.Cause.Message);
+                break;
+            case DeleteSnapshotsSuccess or DeleteSnapshotsFailure:
+                break;
+            default:
+                Unhandled(message);
+                break;
+        }
+        if (_inFlightReplies is null && _pendingEvents.Count > 0) Flush();
+    }
+
+    private void TrackMember(Member m)
+    {
+        var role = m.Roles.FirstOrDefault(r => r.StartsWith(CoordinatorSettings.NodeRolePrefix, StringComparison.Ordinal));
+        if (role is not null) _liveNodes[m.Address] = role[CoordinatorSettings.NodeRolePrefix.Length..];
+    }
+
+    // ---------------------------------------------------------------- batching
+
+    private void Emit(IReadOnlyList<LedgerEvent> events)
+    {
+        foreach (var e in events)
+        {
+            _ledger.Apply(e);
+            _pendingEvents.Add(e);
+        }
+    }
+
+    /// <summary>Sends a reply once every event it reflects is durable (at once when nothing is outstanding).</summary>
+    private void Reply(object reply) => ReplyTo(Sender, reply);
+
+    private void ReplyTo(IActorRef to, object reply)
+    {
+        if (_pendingEvents.Count > 0) _pendingReplies.Add((to, reply));
+        else if (_inFlightReplies is not null) _inFlightReplies.Add((to, reply));
+        else to.Tell(reply, Self);
+    }
+
+    private void Flush()
+    {
+        var events = _pendingEvents.ToArray();
+        _pendingEvents.Clear();
+        _inFlightReplies = _pendingReplies;
+        _pendingReplies = [];
+        // One atomic write for the whole batch; the deferred handler runs after it is durable.
+        PersistAllAsync(events, _ => { });
+        DeferAsync(events.Length, OnBatchPersisted);
+    }
+
+    private void OnBatchPersisted(int count)
+    {
+        var replies = _inFlightReplies!;
+        _inFlightReplies = null;
+        foreach (var (to, reply) in replies) to.Tell(reply, Self);
+
+        _eventsSinceSnapshot += count;
+        if (_eventsSinceSnapshot >= _settings.SnapshotEvery && _pendingEvents.Count == 0)
+        {
+            // Only when no decision is outstanding: a snapshot must never contain unpersisted state.
+            SaveSnapshot(_ledger.ToSnapshot());
+            _eventsSinceSnapshot = 0;
+        }
+        if (_pendingEvents.Count > 0) Flush();
+    }
+
+    protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
+    {
+        // The journal refused the batch (serialization, constraint): the in-memory state is ahead of the journal,
+        // so rebuild it from the journal rather than answer from it.
+        _log.Error(cause, "Journal rejected event {0} at {1}; restarting the ledger from its journal", @event.GetType().Name, sequenceNr);
+        Context.Stop(Self);
+    }
+
+    protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
+    {
+        _log.Error(cause, "Journal write failed at {0}; the ledger stops and recovers when the journal answers", sequenceNr);
+        base.OnPersistFailure(cause, @event, sequenceNr);
+    }
+
+    protected override void OnRecoveryFailure(Exception reason, object? message = null)
+    {
+        _log.Error(reason, "Ledger recovery failed; retrying with backoff");
+        base.OnRecoveryFailure(reason, message);
+    }
+
+    // ---------------------------------------------------------------- scanning
+
+    private void StartScan(string volume, IActorRef? requester)
+    {
+        if (_scans.TryGetValue(volume, out var waiters))
+        {
+            if (requester is not null) waiters.Add(requester);
+            return;
+        }
+        _scans[volume] = requester is null ? [] : [requester];
+        var settings = _settings.Volumes.FirstOrDefault(v => v.Name == volume);
+        var root = _ledger.View(volume)!.Path;
+        var fsTotals = settings?.UseFileSystemTotals ?? false;
+        var dirs = _ledger.MeasuredDirectories(volume);
+        // The walk runs on the thread pool; its result comes back as a message.
+        Task.Run(() => VolumeMeasurer.Measure(root, fsTotals, dirs)).PipeTo(Self,
+            success: u => new ScanCompleted(volume, u, null),
+            failure: ex => new ScanCompleted(volume, null, ex.GetBaseException().Message));
+    }
+
+    private void OnScanCompleted(ScanCompleted s)
+    {
+        _scans.Remove(s.Volume, out var waiters);
+        if (s.Usage is null)
+            _log.Warning("Scan of {0} failed: {1}", s.Volume, s.Error);
+        else
+            Emit(_ledger.Measure(s.Volume, s.Usage.UsedBytes, s.Usage.ConsumerUsage, DateTimeOffset.UtcNow));
+        foreach (var w in waiters ?? [])
+            ReplyTo(w, new VolumeReply(_ledger.Epoch, _ledger.View(s.Volume), s.Error));
+    }
+
+    private sealed record RescanTick
+    {
+        public static readonly RescanTick Instance = new();
+    }
+
+    private sealed record ScanCompleted(string Volume, VolumeUsage? Usage, string? Error);
+}

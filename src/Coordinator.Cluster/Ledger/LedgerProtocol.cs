@@ -1,0 +1,45 @@
+using Coordinator.Domain;
+
+namespace Coordinator.Cluster.Ledger;
+
+/// <summary>Marker for every message that crosses the wire to or from the ledger singleton (bound to our serializer).</summary>
+public interface ICoordinatorMessage;
+
+/// <summary>Commands and queries the ledger singleton answers. Every reply carries the epoch of the incarnation that answered.</summary>
+public interface ILedgerRequest : ICoordinatorMessage;
+
+public sealed record ReserveCommand(ReserveRequest Request) : ILedgerRequest;
+
+public sealed record ReleaseCommand(string Volume, string ConsumerId) : ILedgerRequest;
+
+public sealed record GetVolumes : ILedgerRequest
+{
+    public static readonly GetVolumes Instance = new();
+}
+
+public sealed record GetReservations(string Volume) : ILedgerRequest;
+
+public sealed record GetQuotas(string Volume, string? Node) : ILedgerRequest;
+
+/// <summary>Measure a volume now; the reply follows the scan (and the persisting of its result).</summary>
+public sealed record RescanVolume(string Volume) : ILedgerRequest;
+
+public sealed record GetLeader : ILedgerRequest
+{
+    public static readonly GetLeader Instance = new();
+}
+
+public sealed record ReserveReply(long Epoch, ReserveOutcome Outcome) : ICoordinatorMessage;
+
+public sealed record ReleaseReply(long Epoch, ReleaseOutcome Outcome) : ICoordinatorMessage;
+
+public sealed record VolumesReply(long Epoch, IReadOnlyList<VolumeView> Volumes) : ICoordinatorMessage;
+
+/// <summary>Reply to <see cref="RescanVolume"/>; Volume is null for an unknown volume, Error set when the scan failed.</summary>
+public sealed record VolumeReply(long Epoch, VolumeView? Volume, string? Error) : ICoordinatorMessage;
+
+public sealed record ReservationsReply(long Epoch, string Volume, bool VolumeKnown, IReadOnlyList<Reservation> Reservations) : ICoordinatorMessage;
+
+public sealed record QuotasReply(long Epoch, string Volume, QuotaPolicy Policy, IReadOnlyList<NodeQuota>? Quotas) : ICoordinatorMessage;
+
+public sealed record LeaderReply(long Epoch, string Node, string Address, DateTimeOffset Since) : ICoordinatorMessage;

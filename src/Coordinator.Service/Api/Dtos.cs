@@ -1,0 +1,27 @@
+using Coordinator.Domain;
+
+namespace Coordinator.Service.Api;
+
+/// <summary>Body of PUT /v1/volumes/{volume}/reservations/{consumerId}.</summary>
+public sealed record ReservationBody(string? Node, long? Bytes, string? Path, string? ImageId);
+
+public sealed record ReservationResponse(
+    string Volume, string ConsumerId, string Node, long Bytes, string? Path, string? ImageId,
+    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, string Status, long FreeBytes, long Epoch)
+{
+    public static ReservationResponse From(Reservation r, string status, long freeBytes, long epoch) =>
+        new(r.Volume, r.ConsumerId, r.Node, r.Bytes, r.Path, r.ImageId, r.CreatedAt, r.UpdatedAt, status, freeBytes, epoch);
+}
+
+public sealed record VolumesResponse(long Epoch, IReadOnlyList<VolumeView> Volumes);
+
+public sealed record ReservationsResponse(long Epoch, string Volume, IReadOnlyList<Reservation> Reservations);
+
+public sealed record QuotasResponse(long Epoch, string Volume, QuotaPolicy Policy, IReadOnlyList<NodeQuota> Quotas);
+
+public sealed record NodeQuotaResponse(long Epoch, string Volume, QuotaPolicy Policy, string Node, bool Live,
+    long ClaimedBytes, long FreeBytes, long QuotaBytes);
+
+public sealed record LeaderResponse(string Node, string Address, long Epoch, DateTimeOffset Since);
+
+public sealed record HealthResponse(string Status, string Node, string? MemberStatus = null, string? Leader = null, string? Reason = null);

@@ -1,0 +1,169 @@
+using System.Text.Json;
+using Akka.Actor;
+using Akka.Hosting;
+using Coordinator.Cluster.Configuration;
+using Coordinator.Cluster.Ledger;
+using Coordinator.Domain;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Coordinator.Service.Api;
+
+/// <summary>The node-agent API over the CSV ledger. Every node serves it and forwards to the singleton.</summary>
+public static class LedgerEndpoints
+{
+    public const int MaxBodyBytes = 64 * 1024;
+    public const string EpochHeader = "X-Coordinator-Epoch";
+
+    public static void MapLedgerApi(this IEndpointRouteBuilder app)
+    {
+        var v1 = app.MapGroup("/v1").AddEndpointFilter(TranslateNoLeader);
+
+        v1.MapGet("/volumes", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        {
+            var r = await ledger.Ask<VolumesReply>(GetVolumes.Instance, ct);
+            return WithEpoch(http, r.Epoch, Results.Ok(new VolumesResponse(r.Epoch, r.Volumes)));
+        });
+
+        v1.MapGet("/volumes/{volume}/quotas", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        {
+            var r = await ledger.Ask<QuotasReply>(new GetQuotas(volume, null), ct);
+            return r.Quotas is null
+                ? Problems.NotFound($"unknown volume '{volume}'")
+                : WithEpoch(http, r.Epoch, Results.Ok(new QuotasResponse(r.Epoch, volume, r.Policy, r.Quotas)));
+        });
+
+        v1.MapGet("/volumes/{volume}/quotas/{node}", async (string volume, string node, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        {
+            if (InputRules.CheckId("node", node) is { } err) return Problems.BadRequest(err);
+            var r = await ledger.Ask<QuotasReply>(new GetQuotas(volume, node), ct);
+            if (r.Quotas is null) return Problems.NotFound($"unknown volume '{volume}'");
+            var q = r.Quotas.Single();
+            return WithEpoch(http, r.Epoch, Results.Ok(new NodeQuotaResponse(r.Epoch, volume, r.Policy, q.Node, q.Live,
+                q.ClaimedBytes, q.FreeBytes, q.QuotaBytes)));
+        });
+
+        v1.MapGet("/volumes/{volume}/reservations", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        {
+            var r = await ledger.Ask<ReservationsReply>(new GetReservations(volume), ct);
+            return r.VolumeKnown
+                ? WithEpoch(http, r.Epoch, Results.Ok(new ReservationsResponse(r.Epoch, volume, r.Reservations)))
+                : Problems.NotFound($"unknown volume '{volume}'");
+        });
+
+        v1.MapPut("/volumes/{volume}/reservations/{consumerId}", PutReservation);
+
+        v1.MapDelete("/volumes/{volume}/reservations/{consumerId}", async (string volume, string consumerId, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        {
+            if (InputRules.CheckId("consumer id", consumerId) is { } err) return Problems.BadRequest(err);
+            var r = await ledger.Ask<ReleaseReply>(new ReleaseCommand(volume, consumerId), ct);
+            return r.Outcome.Status switch
+            {
+                ReleaseStatus.Released => WithEpoch(http, r.Epoch, Results.NoContent()),
+                ReleaseStatus.UnknownVolume => Problems.NotFound($"unknown volume '{volume}'"),
+                _ => Problems.NotFound($"no reservation for '{consumerId}' on {volume}"),
+            };
+        });
+
+        v1.MapPost("/volumes/{volume}/rescan", async (string volume, LedgerGateway ledger, CoordinatorSettings settings, HttpContext http, CancellationToken ct) =>
+        {
+            // A scan walks the volume: allow it more time than an ordinary request.
+            var r = await ledger.Ask<VolumeReply>(new RescanVolume(volume), ct, settings.AskTimeout * 6);
+            if (r.Volume is null) return Problems.NotFound(r.Error ?? $"unknown volume '{volume}'");
+            if (r.Error is not null) return Problems.Make(502, "scan-failed", "The volume could not be measured", r.Error);
+            return WithEpoch(http, r.Epoch, Results.Ok(r.Volume));
+        });
+
+        v1.MapGet("/leader", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        {
+            var r = await ledger.Ask<LeaderReply>(GetLeader.Instance, ct);
+            return WithEpoch(http, r.Epoch, Results.Ok(new LeaderResponse(r.Node, r.Address, r.Epoch, r.Since)));
+        });
+    }
+
+    private static async Task<IResult> PutReservation(string volume, string consumerId, HttpRequest request,
+        LedgerGateway ledger, HttpContext http, CancellationToken ct)
+    {
+        if (InputRules.CheckId("consumer id", consumerId) is { } idErr) return Problems.BadRequest(idErr);
+        if (InputRules.CheckId("volume", volume) is { } volErr) return Problems.BadRequest(volErr);
+
+        var (body, problem) = await ReadJson<ReservationBody>(request, ct);
+        if (problem is not null) return problem;
+        if (body!.Bytes is not { } bytes) return Problems.BadRequest("bytes is required");
+        var err = InputRules.CheckId("node", body.Node) ?? InputRules.CheckBytes("bytes", bytes)
+                  ?? (body.ImageId is null ? null : InputRules.CheckId("imageId", body.ImageId));
+        if (err is not null) return Problems.BadRequest(err);
+
+        var r = await ledger.Ask<ReserveReply>(
+            new ReserveCommand(new ReserveRequest(volume, consumerId, body.Node!, bytes, body.Path, body.ImageId)), ct);
+        var o = r.Outcome;
+        return o.Status switch
+        {
+            ReserveStatus.Created => WithEpoch(http, r.Epoch, Results.Created(
+                $"/v1/volumes/{Uri.EscapeDataString(volume)}/reservations/{Uri.EscapeDataString(consumerId)}",
+                ReservationResponse.From(o.Reservation!, "created", o.FreeBytes, r.Epoch))),
+            ReserveStatus.Unchanged or ReserveStatus.Updated => WithEpoch(http, r.Epoch, Results.Ok(
+                ReservationResponse.From(o.Reservation!, o.Status == ReserveStatus.Unchanged ? "unchanged" : "updated", o.FreeBytes, r.Epoch))),
+            ReserveStatus.InsufficientSpace => Problems.InsufficientSpace(o.Error!, o.FreeBytes, bytes, r.Epoch),
+            ReserveStatus.UnknownVolume => Problems.NotFound(o.Error!),
+            _ => Problems.BadRequest(o.Error!),
+        };
+    }
+
+    /// <summary>Reads a JSON body of at most 64 KiB; any problem becomes a 4xx before anything reaches the ledger.</summary>
+    public static async Task<(T? Body, IResult? Problem)> ReadJson<T>(HttpRequest request, CancellationToken ct) where T : class
+    {
+        if (request.ContentLength > MaxBodyBytes) return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
+        if (request.ContentType is { } ct0 && !ct0.Contains("json", StringComparison.OrdinalIgnoreCase))
+            return (null, Problems.Make(415, "unsupported-media-type", "Unsupported media type", "send application/json"));
+        try
+        {
+            var body = await JsonSerializer.DeserializeAsync<T>(request.Body, JsonDefaults.Options, ct);
+            return body is null ? (null, Problems.BadRequest("the body must be a JSON object")) : (body, null);
+        }
+        catch (JsonException e)
+        {
+            return (null, Problems.BadRequest($"malformed JSON: {e.Message}"));
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
+        }
+    }
+
+    private static IResult WithEpoch(HttpContext http, long epoch, IResult result)
+    {
+        http.Response.Headers[EpochHeader] = epoch.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return result;
+    }
+
+    private static async ValueTask<object?> TranslateNoLeader(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        try
+        {
+            return await next(context);
+        }
+        catch (NoLeaderException e)
+        {
+            return Problems.NoLeader(e.Message);
+        }
+    }
+}
+
+public static class JsonDefaults
+{
+    public static readonly JsonSerializerOptions Options = CreateOptions();
+
+    public static JsonSerializerOptions CreateOptions()
+    {
+        var o = new JsonSerializerOptions(JsonSerializerDefaults.Web);
+        Configure(o);
+        return o;
+    }
+
+    public static void Configure(JsonSerializerOptions o)
+    {
+        o.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+        o.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+        o.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
+    }
+}

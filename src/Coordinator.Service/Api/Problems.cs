@@ -1,0 +1,36 @@
+namespace Coordinator.Service.Api;
+
+/// <summary>RFC 7807 problem+json answers. Each carries a stable type URI so clients can branch without parsing text.</summary>
+public static class Problems
+{
+    private const string TypeBase = "https://hyperv-coordinator.dev/problems/";
+
+    public static IResult BadRequest(string detail) => Make(400, "invalid-request", "The request is invalid", detail);
+
+    public static IResult NotFound(string detail) => Make(404, "not-found", "Not found", detail);
+
+    public static IResult TooLarge(string detail) => Make(413, "body-too-large", "The request body is too large", detail);
+
+    public static IResult NoLeader(string detail) =>
+        Make(503, "no-leader", "No ledger leader is reachable", detail, retryAfterSeconds: 1);
+
+    public static IResult InsufficientSpace(string detail, long freeBytes, long requestedBytes, long epoch) =>
+        Make(409, "insufficient-space", "The claim does not fit on the volume", detail,
+            extensions: new Dictionary<string, object?> { ["freeBytes"] = freeBytes, ["requestedBytes"] = requestedBytes, ["epoch"] = epoch });
+
+    public static IResult Make(int status, string type, string title, string detail,
+        IDictionary<string, object?>? extensions = null, int? retryAfterSeconds = null)
+    {
+        var result = Results.Problem(detail: detail, statusCode: status, title: title, type: TypeBase + type, extensions: extensions);
+        return retryAfterSeconds is null ? result : new WithRetryAfter(result, retryAfterSeconds.Value);
+    }
+
+    private sealed class WithRetryAfter(IResult inner, int seconds) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
+}

@@ -1,0 +1,42 @@
+using Akka.Cluster.Hosting;
+using Akka.Configuration;
+using Akka.Hosting;
+using Akka.Logger.Serilog;
+using Coordinator.Cluster.Configuration;
+using Coordinator.Cluster.Ledger;
+
+namespace Coordinator.Service.Hosting;
+
+public static class AkkaSetup
+{
+    /// <summary>The ActorSystem's name; it is part of every member's address (akka.tcp://coordinator@host:port).</summary>
+    public const string SystemName = "coordinator";
+
+    /// <summary>
+    /// The node's ActorSystem: remoting and cluster from the HOCON, the Split Brain Resolver, the journal, and the
+    /// ledger singleton manager with its proxy. Every node runs the manager; Akka starts the ledger on the oldest.
+    /// </summary>
+    public static IServiceCollection AddCoordinatorAkka(this IServiceCollection services, Config config,
+        CoordinatorSettings settings, LedgerSettings ledgerSettings)
+    {
+        var roles = ConfigurationFactory.ParseString(
+            $"akka.cluster.roles = [\"{settings.NodeRole.Replace("\"", "\\\"")}\"]");
+        var akkaConfig = roles
+            .WithFallback(PersistenceHocon.For(settings.Provider, settings.ConnectionString))
+            .WithFallback(CoordinatorHocon.Serialization)
+            .WithFallback(config);
+
+        return services.AddAkka(SystemName, (builder, _) =>
+        {
+            builder
+                .AddHocon(akkaConfig, HoconAddMode.Prepend)
+                .ConfigureLoggers(loggers =>
+                {
+                    loggers.ClearLoggers();
+                    loggers.AddLogger<SerilogLogger>();
+                })
+                .WithSingleton<CsvLedgerSingleton>(CsvLedgerSingleton.Name, LedgerActor.SupervisedProps(ledgerSettings),
+                    new ClusterSingletonOptions { Role = null }, createProxyToo: true);
+        });
+    }
+}

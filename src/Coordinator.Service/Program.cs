@@ -1,0 +1,102 @@
+using Akka.Actor;
+using Coordinator.Cluster.Configuration;
+using Coordinator.Cluster.Ledger;
+using Coordinator.Service.Api;
+using Coordinator.Service.Hosting;
+using Serilog;
+using Serilog.Events;
+
+// The node service: one per Hyper-V host. It joins the coordinator's Akka.NET cluster, runs the ledger singleton
+// manager (the ledger itself runs on the oldest node) and serves the node-agent HTTP API.
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+{
+    Args = args,
+    ContentRootPath = AppContext.BaseDirectory,
+});
+
+CoordinatorSettings settings;
+Akka.Configuration.Config hocon;
+try
+{
+    // --config FILE (the host's command-line configuration provider reads it).
+    hocon = HoconLoader.Load(builder.Configuration["config"]);
+    settings = CoordinatorSettings.FromConfig(hocon);
+}
+catch (Exception e)
+{
+    await Console.Error.WriteLineAsync($"coordinator: invalid configuration: {e.Message}");
+    return 2;
+}
+
+Log.Logger = LoggingSetup.CreateLogger(settings);
+try
+{
+    Directory.CreateDirectory(settings.DataDirectory);
+    foreach (var v in settings.Volumes) Directory.CreateDirectory(v.Path);
+    var ledgerSettings = LedgerSettings.From(settings);
+
+    builder.Host.UseWindowsService(o => o.ServiceName = "HyperVCoordinator");
+    builder.Host.UseSystemd();
+    builder.Services.AddSerilog();
+    builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort}");
+    builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = LedgerEndpoints.MaxBodyBytes);
+    builder.Services.ConfigureHttpJsonOptions(o => JsonDefaults.Configure(o.SerializerOptions));
+    builder.Services.AddProblemDetails();
+    builder.Services.AddSingleton(settings);
+    builder.Services.AddSingleton<LedgerGateway>();
+    builder.Services.AddCoordinatorAkka(hocon, settings, ledgerSettings);
+
+    var app = builder.Build();
+    app.UseExceptionHandler();
+    app.UseStatusCodePages();
+    app.MapHealth();
+    app.MapLedgerApi();
+
+    // A node that the cluster removed (downed by the Split Brain Resolver, or told to leave) has a terminated
+    // ActorSystem; exit non-zero so the service manager restarts it and it joins as a new incarnation.
+    var lifetime = app.Lifetime;
+    lifetime.ApplicationStarted.Register(() =>
+    {
+        var system = app.Services.GetRequiredService<ActorSystem>();
+        system.WhenTerminated.ContinueWith(_ =>
+        {
+            if (lifetime.ApplicationStopping.IsCancellationRequested) return;
+            Log.Warning("The ActorSystem terminated (this node was removed from the cluster); stopping the service");
+            Environment.ExitCode = 3;
+            lifetime.StopApplication();
+        }, TaskScheduler.Default);
+    });
+
+    Log.Information("Node {Node} starting: HTTP {Host}:{Port}, journal {Provider}, {Volumes} volume(s), quota policy {Policy}",
+        settings.NodeName, settings.HttpHost, settings.HttpPort, settings.Provider, settings.Volumes.Count, settings.QuotaPolicy);
+    await app.RunAsync();
+    return Environment.ExitCode;
+}
+catch (Exception e)
+{
+    Log.Fatal(e, "The node service failed");
+    return 1;
+}
+finally
+{
+    await Log.CloseAndFlushAsync();
+}
+
+internal static class LoggingSetup
+{
+    public static Serilog.ILogger CreateLogger(CoordinatorSettings settings)
+    {
+        var level = Enum.TryParse<LogEventLevel>(settings.LogLevel, true, out var l) ? l : LogEventLevel.Information;
+        var config = new LoggerConfiguration()
+            .MinimumLevel.Is(level)
+            .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
+            .MinimumLevel.Override("Microsoft.Hosting", LogEventLevel.Information)
+            .Enrich.FromLogContext()
+            .Enrich.WithProperty("Node", settings.NodeName)
+            .WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss.fff} {Level:u3}] {Node} {SourceContext}: {Message:lj}{NewLine}{Exception}");
+        if (settings.LogFile is not null)
+            config = config.WriteTo.File(settings.LogFile, rollingInterval: RollingInterval.Day, retainedFileCountLimit: 14,
+                outputTemplate: "{Timestamp:o} [{Level:u3}] {Node} {SourceContext}: {Message:lj}{NewLine}{Exception}");
+        return config.CreateLogger();
+    }
+}
