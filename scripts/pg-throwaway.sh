@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL server on 127.0.0.1 for tests: its own port, its own temp folder, stopped by PID.
+#   scripts/pg-throwaway.sh start DIR PORT   -> initdb into DIR, start, print a connection string
+#   scripts/pg-throwaway.sh stop DIR         -> stop exactly the server whose data folder is DIR, remove DIR
+# Debian's postgresql package provides the binaries (.ci/run installs it when missing). As root, the server runs as
+# the 'postgres' user (PostgreSQL refuses to run as root).
+set -euo pipefail
+
+find_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/pg_ctl" ] && { echo "$d"; return; }; done
+  command -v pg_ctl >/dev/null && { dirname "$(command -v pg_ctl)"; return; }
+  echo "pg-throwaway: no PostgreSQL binaries found (apt-get install postgresql)" >&2; exit 1
+}
+
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+cmd=${1:?usage: start DIR PORT | stop DIR}
+dir=${2:?data folder}
+bin=$(find_bin)
+
+case "$cmd" in
+  start)
+    port=${3:?port}
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+    as_owner "$bin/initdb" -D "$dir/data" -U coordinator --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+    echo "Host=127.0.0.1;Port=$port;Username=coordinator;Database=postgres;Pooling=true"
+    ;;
+  stop)
+    if [ -f "$dir/data/postmaster.pid" ]; then
+      as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null || {
+        pid=$(head -n1 "$dir/data/postmaster.pid"); kill -9 "$pid" 2>/dev/null || true; }
+    fi
+    rm -rf "$dir"
+    ;;
+  *) echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+esac
