@@ -1,0 +1,185 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+
+namespace Coordinator.IntegrationTests.Harness;
+
+/// <summary>
+/// N real node processes on 127.0.0.1: distinct HTTP and Akka ports, one shared CSV folder, one shared journal.
+/// Every process is started by PID and killed by PID; Dispose stops exactly what this instance started.
+/// </summary>
+public sealed class LocalCluster : IDisposable
+{
+    private readonly Dictionary<string, Process> _processes = new();
+    private readonly string _extraHocon;
+
+    public string Root { get; } = Path.Combine(Path.GetTempPath(), "coord-cluster-" + Guid.NewGuid().ToString("N")[..10]);
+    public IReadOnlyList<NodeInfo> Nodes { get; }
+    public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(15) };
+
+    public LocalCluster(int size, string extraHocon = "")
+    {
+        _extraHocon = extraHocon;
+        Directory.CreateDirectory(Root);
+        Nodes = Enumerable.Range(1, size).Select(i => new NodeInfo($"hv{i:00}", FreePort(), FreePort())).ToList();
+        foreach (var n in Nodes) File.WriteAllText(ConfigPath(n), SiteConfig(n));
+    }
+
+    public string CsvRoot => Path.Combine(Root, "csv");
+    public string JournalPath => Path.Combine(Root, "ledger.db");
+
+    public NodeInfo Node(string name) => Nodes.Single(n => n.Name == name);
+
+    public Uri Url(NodeInfo n, string path) => new($"http://127.0.0.1:{n.HttpPort}{path}");
+
+    private string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
+
+    public string LogPath(NodeInfo n) => Path.Combine(Root, n.Name + ".log");
+
+    private string SiteConfig(NodeInfo n)
+    {
+        var seeds = string.Join(", ", Nodes.Select(s => $"\"akka.tcp://coordinator@127.0.0.1:{s.AkkaPort}\""));
+        return $$"""
+            coordinator {
+              node-name = "{{n.Name}}"
+              data-dir = "{{Esc(Path.Combine(Root, n.Name))}}"
+              http.port = {{n.HttpPort}}
+              persistence.connection-string = "Data Source={{Esc(JournalPath)}}"
+              csv.volumes = [
+                { name = "Volume1", path = "{{Esc(Path.Combine(CsvRoot, "Volume1"))}}", capacity = 100GiB, headroom = 0 },
+                { name = "Volume2", path = "{{Esc(Path.Combine(CsvRoot, "Volume2"))}}", capacity = 100TiB, headroom = 0 }
+              ]
+            }
+            akka.remote.dot-netty.tcp.port = {{n.AkkaPort}}
+            akka.cluster.seed-nodes = [{{seeds}}]
+            {{_extraHocon}}
+            """;
+    }
+
+    private static string Esc(string s) => s.Replace("\\", "\\\\").Replace("\"", "\\\"");
+
+    public static string ServiceDll()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Coordinator.sln"))) dir = dir.Parent;
+        if (dir is null) throw new InvalidOperationException("Coordinator.sln not found above " + AppContext.BaseDirectory);
+#if DEBUG
+        const string configuration = "Debug";
+#else
+        const string configuration = "Release";
+#endif
+        var dll = Path.Combine(dir.FullName, "src", "Coordinator.Service", "bin", configuration, "net10.0", "Coordinator.Service.dll");
+        return File.Exists(dll) ? dll : throw new FileNotFoundException("build the solution first", dll);
+    }
+
+    public void Start(NodeInfo n)
+    {
+        if (_processes.TryGetValue(n.Name, out var old) && !old.HasExited)
+            throw new InvalidOperationException($"{n.Name} is already running");
+        // exec: the shell becomes dotnet, so the PID we hold is the node's own.
+        var psi = new ProcessStartInfo("/bin/sh")
+        {
+            ArgumentList = { "-c", $"exec dotnet \"{ServiceDll()}\" --config \"{ConfigPath(n)}\" >>\"{LogPath(n)}\" 2>&1" },
+            UseShellExecute = false,
+        };
+        psi.Environment["DOTNET_gcServer"] = "0";
+        _processes[n.Name] = Process.Start(psi) ?? throw new InvalidOperationException("could not start " + n.Name);
+    }
+
+    public void StartAll()
+    {
+        foreach (var n in Nodes) Start(n);
+    }
+
+    public bool IsRunning(NodeInfo n) => _processes.TryGetValue(n.Name, out var p) && !p.HasExited;
+
+    public int Pid(NodeInfo n) => _processes[n.Name].Id;
+
+    /// <summary>SIGKILL: no shutdown hooks, no leaving the cluster, sockets dropped by the kernel.</summary>
+    public void Kill(NodeInfo n)
+    {
+        var p = _processes[n.Name];
+        if (!p.HasExited) p.Kill(entireProcessTree: false);
+        p.WaitForExit(10_000);
+    }
+
+    /// <summary>SIGTERM: the generic host runs coordinated shutdown, the node leaves the cluster gracefully.</summary>
+    public void Stop(NodeInfo n, TimeSpan timeout)
+    {
+        var p = _processes[n.Name];
+        if (p.HasExited) return;
+        Signal(p.Id, "TERM");
+        if (!p.WaitForExit((int)timeout.TotalMilliseconds)) Kill(n);
+    }
+
+    public static void Signal(int pid, string signal)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-" + signal, pid.ToString() } })!;
+        kill.WaitForExit();
+    }
+
+    public async Task WaitReadyAsync(IEnumerable<NodeInfo> nodes, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        foreach (var n in nodes)
+        {
+            while (true)
+            {
+                try
+                {
+                    using var r = await Http.GetAsync(Url(n, "/readyz"));
+                    if (r.StatusCode == HttpStatusCode.OK) break;
+                }
+                catch (HttpRequestException) { }
+                catch (TaskCanceledException) { }
+                if (DateTime.UtcNow > deadline)
+                    throw new TimeoutException($"{n.Name} not ready after {timeout}; log:\n{Tail(n)}");
+                await Task.Delay(200);
+            }
+        }
+    }
+
+    public async Task<LeaderInfo> LeaderAsync(NodeInfo via)
+    {
+        var l = await Http.GetFromJsonAsync<LeaderInfo>(Url(via, "/v1/leader"));
+        return l!;
+    }
+
+    public string Tail(NodeInfo n, int lines = 40)
+    {
+        try { return string.Join('\n', File.ReadLines(LogPath(n)).TakeLast(lines)); }
+        catch (IOException) { return "(no log)"; }
+    }
+
+    public static StringContent Json(object body) =>
+        new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
+
+    private static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        var port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in _processes.Values)
+        {
+            try { if (!p.HasExited) { p.Kill(); p.WaitForExit(5000); } }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+        Http.Dispose();
+        if (Environment.GetEnvironmentVariable("COORDINATOR_KEEP_TEST_DIRS") is null)
+            try { Directory.Delete(Root, true); } catch (IOException) { }
+    }
+}
+
+public sealed record NodeInfo(string Name, int HttpPort, int AkkaPort);
+
+public sealed record LeaderInfo(string Node, string Address, long Epoch, DateTimeOffset Since);
