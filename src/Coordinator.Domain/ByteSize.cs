@@ -41,6 +41,7 @@ public static class ByteSize
         }
         if (!decimal.TryParse(s, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var n) || n < 0)
             return false;
+        if (n > (decimal)MaxBytes / factor) return false; // also keeps n * factor within decimal's range
         var value = n * factor;
         if (value > MaxBytes || value != decimal.Truncate(value)) return false;
         bytes = (long)value;

@@ -92,8 +92,11 @@ public sealed class CsvLedger
     public IReadOnlyList<LedgerEvent> Measure(string volume, long usedBytes, IReadOnlyDictionary<string, long> consumerUsage, DateTimeOffset now)
     {
         if (!_volumes.TryGetValue(volume, out var v)) return [];
-        if (v.MeasuredAt is not null && v.Used == usedBytes && SameUsage(v.ConsumerUsage, consumerUsage)) return [];
-        return [new VolumeMeasured(volume, usedBytes, new SortedDictionary<string, long>(consumerUsage.ToDictionary(), StringComparer.Ordinal), now)];
+        // Only directories of current reservations count (a consumer released while the scan ran is dropped).
+        var owned = new SortedDictionary<string, long>(
+            consumerUsage.Where(kv => v.Reservations.ContainsKey(kv.Key)).ToDictionary(), StringComparer.Ordinal);
+        if (v.MeasuredAt is not null && v.Used == usedBytes && SameUsage(v.ConsumerUsage, owned)) return [];
+        return [new VolumeMeasured(volume, usedBytes, owned, now)];
     }
 
     public LeaderEpochStarted NextEpoch(string node, DateTimeOffset now) => new(Epoch + 1, node, now);
@@ -223,7 +226,14 @@ public sealed class CsvLedger
 
         public void Put(Reservation r)
         {
-            Remove(r.ConsumerId);
+            // Replacing (resize, new node/path/image) keeps the consumer's measured usage: its directory is still
+            // owned. Only Remove (a release) hands those bytes over to "unowned" until the next scan.
+            if (Reservations.TryGetValue(r.ConsumerId, out var old))
+            {
+                _claimed -= old.Bytes;
+                _effective -= Effective(old);
+                _measuredOwned -= ConsumerUsage.GetValueOrDefault(r.ConsumerId);
+            }
             Reservations[r.ConsumerId] = r;
             _claimed += r.Bytes;
             _effective += Effective(r);

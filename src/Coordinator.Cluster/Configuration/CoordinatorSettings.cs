@@ -69,7 +69,11 @@ public sealed record CoordinatorSettings
         var weightsConfig = c.GetConfig("csv.node-weights");
         if (weightsConfig is not null && !weightsConfig.IsEmpty)
             foreach (var kv in weightsConfig.AsEnumerable())
-                weights[kv.Key] = kv.Value.GetDouble();
+            {
+                var w = kv.Value.GetDouble();
+                if (!(w > 0 && w <= 1e6)) throw new ConfigurationException($"coordinator.csv.node-weights.{kv.Key}: {w} is not in (0, 1e6]");
+                weights[kv.Key] = w;
+            }
 
         var volumes = new List<VolumeSettings>();
         var volumeValues = c.GetValue("csv.volumes");
