@@ -21,7 +21,7 @@ public readonly record struct Decision<T>(T Outcome, IReadOnlyList<LedgerEvent> 
 /// free = capacity - headroom - Σ max(claimed, measured under its directory) - usage that belongs to no reservation.
 /// </para>
 /// </summary>
-public sealed class CsvLedger
+public sealed partial class CsvLedger
 {
     private readonly SortedDictionary<string, VolumeState> _volumes = new(StringComparer.Ordinal);
 
@@ -40,7 +40,7 @@ public sealed class CsvLedger
         if (!_volumes.TryGetValue(r.Volume, out var v))
             return new(new ReserveOutcome(ReserveStatus.UnknownVolume, null, 0, $"unknown volume '{r.Volume}'"), []);
 
-        var error = InputRules.CheckId("consumer id", r.ConsumerId)
+        var error = InputRules.CheckConsumerId(r.ConsumerId)
                     ?? InputRules.CheckId("node", r.Node)
                     ?? InputRules.CheckBytes("bytes", r.Bytes)
                     ?? (r.ImageId is null ? null : InputRules.CheckId("image id", r.ImageId))
@@ -75,7 +75,8 @@ public sealed class CsvLedger
     {
         if (!_volumes.TryGetValue(volume, out var v))
             return new(new ReleaseOutcome(ReleaseStatus.UnknownVolume, null), []);
-        if (!v.Reservations.TryGetValue(consumerId, out var existing))
+        // Image claims are released by the image cache only (abort, expiry, eviction), never directly.
+        if (consumerId.StartsWith(ImageClaimPrefix, StringComparison.Ordinal) || !v.Reservations.TryGetValue(consumerId, out var existing))
             return new(new ReleaseOutcome(ReleaseStatus.NotFound, null), []);
         return new(new ReleaseOutcome(ReleaseStatus.Released, existing), [new ReservationReleased(volume, consumerId, now)]);
     }
@@ -131,7 +132,9 @@ public sealed class CsvLedger
                 _volumes[m.Volume].SetMeasurement(m.UsedBytes, m.ConsumerUsage, m.At);
                 break;
             default:
-                throw new ArgumentOutOfRangeException(nameof(e), e.GetType().Name, "unknown ledger event");
+                if (!ApplyImageEvent(e))
+                    throw new ArgumentOutOfRangeException(nameof(e), e.GetType().Name, "unknown ledger event");
+                break;
         }
     }
 
@@ -184,11 +187,16 @@ public sealed class CsvLedger
         _volumes.Values.Select(v => new VolumeSnapshot(
             v.Name, v.Path, v.Capacity, v.Headroom, v.Used, v.MeasuredAt,
             new SortedDictionary<string, long>(v.ConsumerUsage.ToDictionary(), StringComparer.Ordinal),
-            v.Reservations.Values.ToList())).ToList());
+            v.Reservations.Values.ToList())).ToList())
+    {
+        LastFencingToken = LastFencingToken,
+        Images = _images.Values.ToList(),
+        Leases = _leases.Values.ToList(),
+    };
 
     public static CsvLedger FromSnapshot(LedgerSnapshot s)
     {
-        var ledger = new CsvLedger { Epoch = s.Epoch, EpochNode = s.EpochNode, EpochStartedAt = s.EpochStartedAt };
+        var ledger = new CsvLedger { Epoch = s.Epoch, EpochNode = s.EpochNode, EpochStartedAt = s.EpochStartedAt, LastFencingToken = s.LastFencingToken };
         foreach (var vs in s.Volumes)
         {
             var v = new VolumeState(vs.Name, vs.Path, vs.CapacityBytes, vs.HeadroomBytes);
@@ -196,6 +204,8 @@ public sealed class CsvLedger
             v.SetMeasurement(vs.UsedBytes, vs.ConsumerUsage, vs.MeasuredAt);
             ledger._volumes[vs.Name] = v;
         }
+        foreach (var i in s.Images ?? []) ledger._images[i.ImageId] = i;
+        foreach (var l in s.Leases ?? []) ledger._leases[l.ImageId] = l;
         return ledger;
     }
 
@@ -273,4 +283,9 @@ public sealed record VolumeSnapshot(
     string Name, string Path, long CapacityBytes, long HeadroomBytes, long UsedBytes, DateTimeOffset? MeasuredAt,
     IReadOnlyDictionary<string, long> ConsumerUsage, IReadOnlyList<Reservation> Reservations);
 
-public sealed record LedgerSnapshot(long Epoch, string? EpochNode, DateTimeOffset? EpochStartedAt, IReadOnlyList<VolumeSnapshot> Volumes);
+public sealed record LedgerSnapshot(long Epoch, string? EpochNode, DateTimeOffset? EpochStartedAt, IReadOnlyList<VolumeSnapshot> Volumes)
+{
+    public long LastFencingToken { get; init; }
+    public IReadOnlyList<CachedImage>? Images { get; init; }
+    public IReadOnlyList<ImageLease>? Leases { get; init; }
+}

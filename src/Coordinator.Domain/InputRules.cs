@@ -4,7 +4,7 @@ namespace Coordinator.Domain;
 /// Validation of everything a client can send. Each check returns null when the input is fine, or the message a
 /// 400 problem carries. Bad input is refused before it reaches the ledger, so it can change nothing.
 /// </summary>
-public static class InputRules
+public static partial class InputRules
 {
     public const int MaxIdLength = 255;
 
@@ -18,6 +18,28 @@ public static class InputRules
             if (char.IsControl(c)) return $"{what} must not contain control characters";
         return null;
     }
+
+    /// <summary>Glance image ids are UUIDs; any id of letters, digits, '.', '_' and '-' (not leading) is accepted.</summary>
+    public static string? CheckImageId(string? id) =>
+        string.IsNullOrEmpty(id) ? "image id must not be empty"
+        : id.Length > 128 ? "image id is longer than 128 characters"
+        : !ImageIdPattern().IsMatch(id) ? $"image id '{Printable(id)}' is malformed (letters, digits, '.', '_', '-')"
+        : null;
+
+    public static string? CheckChecksum(string? checksum) =>
+        string.IsNullOrEmpty(checksum) ? "checksum must not be empty"
+        : checksum.Length > 256 || !checksum.All(Uri.IsHexDigit) ? "checksum must be a hex digest"
+        : null;
+
+    /// <summary>Client consumer ids may not use the prefix of the ledger's own image claims.</summary>
+    public static string? CheckConsumerId(string? id) =>
+        CheckId("consumer id", id)
+        ?? (id!.StartsWith(CsvLedger.ImageClaimPrefix, StringComparison.Ordinal) ? $"consumer ids starting with '{CsvLedger.ImageClaimPrefix}' are reserved for the image cache" : null);
+
+    private static string Printable(string s) => new(s.Take(64).Select(c => char.IsControl(c) ? '?' : c).ToArray());
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$")]
+    private static partial System.Text.RegularExpressions.Regex ImageIdPattern();
 
     public static string? CheckBytes(string what, long bytes) =>
         bytes <= 0 ? $"{what} must be positive"

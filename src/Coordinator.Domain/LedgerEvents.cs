@@ -12,6 +12,12 @@ namespace Coordinator.Domain;
 [JsonDerivedType(typeof(ReservationPlaced), "reservation-placed")]
 [JsonDerivedType(typeof(ReservationReleased), "reservation-released")]
 [JsonDerivedType(typeof(VolumeMeasured), "volume-measured")]
+[JsonDerivedType(typeof(ImageLeaseGranted), "image-lease-granted")]
+[JsonDerivedType(typeof(ImageLeaseRenewed), "image-lease-renewed")]
+[JsonDerivedType(typeof(ImageLeaseEnded), "image-lease-ended")]
+[JsonDerivedType(typeof(ImageCached), "image-cached")]
+[JsonDerivedType(typeof(ImageUsed), "image-used")]
+[JsonDerivedType(typeof(ImageEvicted), "image-evicted")]
 public abstract record LedgerEvent;
 
 /// <summary>A new incarnation of the singleton took over; replies carry its epoch so clients can tell a new leader.</summary>

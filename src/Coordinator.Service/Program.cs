@@ -3,6 +3,7 @@ using Coordinator.Cluster.Configuration;
 using Coordinator.Cluster.Ledger;
 using Coordinator.Service.Api;
 using Coordinator.Service.Hosting;
+using Coordinator.Service.Images;
 using Serilog;
 using Serilog.Events;
 
@@ -44,6 +45,12 @@ try
     builder.Services.AddProblemDetails();
     builder.Services.AddSingleton(settings);
     builder.Services.AddSingleton<LedgerGateway>();
+    builder.Services.AddSingleton<ImageFetcher>();
+    // One long-lived client (pooled connections recycled every few minutes, so DNS changes are seen). Downloads can
+    // take long: stalls are caught per read (images.glance.timeout), not by a whole-request timeout.
+    builder.Services.AddSingleton(sp => new GlanceClient(
+        new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan },
+        settings, sp.GetRequiredService<ILogger<GlanceClient>>()));
     builder.Services.AddCoordinatorAkka(hocon, settings, ledgerSettings);
 
     var app = builder.Build();
@@ -51,6 +58,7 @@ try
     app.UseStatusCodePages();
     app.MapHealth();
     app.MapLedgerApi();
+    app.MapImageApi();
 
     // A node that the cluster removed (downed by the Split Brain Resolver, or told to leave) has a terminated
     // ActorSystem; exit non-zero so the service manager restarts it and it joins as a new incarnation.

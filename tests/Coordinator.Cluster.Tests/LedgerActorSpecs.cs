@@ -33,7 +33,11 @@ public abstract class LedgerActorSpecs : IDisposable
 
     private LedgerSettings Settings(int snapshotEvery = 1000, long capacity = 500L << 30) => new(
         "hv-test", [new ResolvedVolume("Volume1", _volumeDir, capacity, 0, false)],
-        QuotaPolicy.Shared, _ => 1.0, snapshotEvery, TimeSpan.FromHours(1));
+        QuotaPolicy.Shared, _ => 1.0, snapshotEvery, TimeSpan.FromHours(1), Images());
+
+    internal static ImageCacheSettings Images(TimeSpan? ttl = null, TimeSpan? evictAfter = null) => new(
+        "Volume1", "_base", ttl ?? TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(100), evictAfter ?? TimeSpan.FromDays(7),
+        TimeSpan.FromHours(1), "", "", TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(30));
 
     /// <summary>A whole new ActorSystem on the same journal: nothing survives in memory between incarnations.</summary>
     private (ActorSystem System, IActorRef Ledger) StartIncarnation(LedgerSettings settings)

@@ -6,6 +6,20 @@ namespace Coordinator.Cluster.Configuration;
 /// <summary>One CSV as configured: capacity null means "read it from the file system".</summary>
 public sealed record VolumeSettings(string Name, string Path, long? CapacityBytes, long HeadroomBytes);
 
+/// <summary>The image cache: where images live, lease TTL, eviction, and the glance it fetches from.</summary>
+public sealed record ImageCacheSettings(
+    string Volume,
+    string Folder,
+    TimeSpan LeaseTtl,
+    TimeSpan SweepInterval,
+    TimeSpan EvictAfter,
+    TimeSpan EvictionInterval,
+    string GlanceEndpoint,
+    string GlanceToken,
+    TimeSpan GlanceTimeout,
+    TimeSpan ProgressInterval,
+    TimeSpan EnsureTimeout);
+
 public enum JournalProvider { Sqlite, PostgreSql }
 
 /// <summary>The <c>coordinator { }</c> section of the HOCON, typed. Paths are resolved to absolute ones here.</summary>
@@ -23,6 +37,7 @@ public sealed record CoordinatorSettings
     public required IReadOnlyDictionary<string, double> NodeWeights { get; init; }
     public required TimeSpan RescanInterval { get; init; }
     public required IReadOnlyList<VolumeSettings> Volumes { get; init; }
+    public required ImageCacheSettings Images { get; init; }
     public string? LogFile { get; init; }
     public string LogLevel { get; init; } = "Information";
 
@@ -94,6 +109,27 @@ public sealed record CoordinatorSettings
             }
         }
 
+        var imageVolume = c.GetString("images.volume", "");
+        if (string.IsNullOrWhiteSpace(imageVolume)) imageVolume = volumes.FirstOrDefault()?.Name ?? "";
+        if (volumes.Count > 0 && volumes.All(v => v.Name != imageVolume))
+            throw new ConfigurationException($"coordinator.images.volume: '{imageVolume}' is not a configured volume");
+        var folder = c.GetString("images.folder", "_base").Replace('\\', '/').Trim('/');
+        if (InputRules.NormalizeVolumePath("/v", folder, out _) is { } folderErr)
+            throw new ConfigurationException($"coordinator.images.folder: {folderErr}");
+        var tokenFile = c.GetString("images.glance.token-file", "");
+        var token = !string.IsNullOrWhiteSpace(tokenFile) ? File.ReadAllText(tokenFile).Trim() : c.GetString("images.glance.token", "");
+        var images = new ImageCacheSettings(
+            imageVolume, folder,
+            Positive("images.lease-ttl", c.GetTimeSpan("images.lease-ttl", TimeSpan.FromSeconds(30))),
+            Positive("images.sweep-interval", c.GetTimeSpan("images.sweep-interval", TimeSpan.FromMilliseconds(250))),
+            Positive("images.evict-after", c.GetTimeSpan("images.evict-after", TimeSpan.FromDays(7))),
+            Positive("images.eviction-interval", c.GetTimeSpan("images.eviction-interval", TimeSpan.FromMinutes(10))),
+            c.GetString("images.glance.endpoint", "").TrimEnd('/'),
+            token,
+            Positive("images.glance.timeout", c.GetTimeSpan("images.glance.timeout", TimeSpan.FromSeconds(30))),
+            Positive("images.progress-interval", c.GetTimeSpan("images.progress-interval", TimeSpan.FromSeconds(5))),
+            Positive("images.ensure-timeout", c.GetTimeSpan("images.ensure-timeout", TimeSpan.FromMinutes(30))));
+
         var logFile = c.GetString("logging.file", "");
         return new CoordinatorSettings
         {
@@ -107,12 +143,16 @@ public sealed record CoordinatorSettings
             SnapshotEvery = c.GetInt("persistence.snapshot-every", 1000),
             QuotaPolicy = policy,
             NodeWeights = weights,
+            Images = images,
             RescanInterval = c.GetTimeSpan("csv.rescan-interval", TimeSpan.FromSeconds(30)),
             Volumes = volumes,
             LogFile = string.IsNullOrWhiteSpace(logFile) ? null : Path.GetFullPath(Path.IsPathRooted(logFile) ? logFile : Path.Combine(dataDir, logFile)),
             LogLevel = c.GetString("logging.level", "Information"),
         };
     }
+
+    private static TimeSpan Positive(string key, TimeSpan t) =>
+        t > TimeSpan.Zero ? t : throw new ConfigurationException($"coordinator.{key} must be positive");
 
     private static long ParseSize(string key, string text) =>
         ByteSize.TryParse(text, out var b) ? b : throw new ConfigurationException($"coordinator.csv.volumes {key}: '{text}' is not a size");

@@ -15,13 +15,14 @@ public sealed record LedgerSettings(
     QuotaPolicy QuotaPolicy,
     Func<string, double> WeightOf,
     int SnapshotEvery,
-    TimeSpan RescanInterval)
+    TimeSpan RescanInterval,
+    ImageCacheSettings Images)
 {
     public static LedgerSettings From(CoordinatorSettings s) => new(
         s.NodeName,
         s.Volumes.Select(v => new ResolvedVolume(v.Name, v.Path,
             v.CapacityBytes ?? VolumeMeasurer.FileSystemCapacity(v.Path), v.HeadroomBytes, v.CapacityBytes is null)).ToList(),
-        s.QuotaPolicy, s.WeightOf, s.SnapshotEvery, s.RescanInterval);
+        s.QuotaPolicy, s.WeightOf, s.SnapshotEvery, s.RescanInterval, s.Images);
 }
 
 public sealed record ResolvedVolume(string Name, string Path, long CapacityBytes, long HeadroomBytes, bool UseFileSystemTotals);
@@ -37,7 +38,7 @@ public sealed record ResolvedVolume(string Name, string Path, long CapacityBytes
 /// journal: the unpersisted decisions vanish together with their unsent replies.
 /// </para>
 /// </summary>
-public sealed class LedgerActor : UntypedPersistentActor, IWithTimers
+public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 {
     public const string PersistenceIdValue = "csv-ledger";
 
@@ -113,6 +114,8 @@ public sealed class LedgerActor : UntypedPersistentActor, IWithTimers
         var events = new List<LedgerEvent> { _ledger.NextEpoch(_settings.NodeName, now) };
         foreach (var v in _settings.Volumes)
             events.AddRange(_ledger.Configure(v.Name, v.Path, v.CapacityBytes, v.HeadroomBytes));
+        // Holders kept fetching while no leader answered their renewals: their leases start a fresh TTL.
+        events.AddRange(_ledger.RefreshLeases(_settings.Images.LeaseTtl, now));
         foreach (var e in events) _ledger.Apply(e);
         _eventsSinceSnapshot += events.Count;
 
@@ -124,6 +127,8 @@ public sealed class LedgerActor : UntypedPersistentActor, IWithTimers
             _log.Info("Ledger epoch {0} started on {1} with {2} volume(s)", _ledger.Epoch, _settings.NodeName,
                 _ledger.VolumeNames.Count());
             Timers.StartPeriodicTimer("rescan", RescanTick.Instance, TimeSpan.FromMilliseconds(100), _settings.RescanInterval);
+            Timers.StartPeriodicTimer("lease-sweep", LeaseSweepTick.Instance, _settings.Images.SweepInterval);
+            Timers.StartPeriodicTimer("eviction", EvictionTick.Instance, _settings.Images.EvictionInterval);
         });
     }
 
@@ -184,6 +189,8 @@ public sealed class LedgerActor : UntypedPersistentActor, IWithTimers
                 break;
             case ClusterEvent.IMemberEvent gone and (ClusterEvent.MemberRemoved or ClusterEvent.MemberExited or ClusterEvent.MemberLeft or ClusterEvent.MemberDowned):
                 _liveNodes.Remove(gone.Member.Address);
+                if (NodeNameOf(gone.Member) is { } goneName && !_liveNodes.ContainsValue(goneName))
+                    EndLeasesOfRemovedNode(goneName);
                 break;
             case ClusterEvent.IMemberEvent:
                 break;
@@ -197,7 +204,7 @@ public sealed class LedgerActor : UntypedPersistentActor, IWithTimers
             case DeleteSnapshotsSuccess or DeleteSnapshotsFailure:
                 break;
             default:
-                Unhandled(message);
+                if (!HandleImageMessage(message)) Unhandled(message);
                 break;
         }
         if (_inFlightReplies is null && _pendingEvents.Count > 0) Flush();
@@ -205,9 +212,12 @@ public sealed class LedgerActor : UntypedPersistentActor, IWithTimers
 
     private void TrackMember(Member m)
     {
-        var role = m.Roles.FirstOrDefault(r => r.StartsWith(CoordinatorSettings.NodeRolePrefix, StringComparison.Ordinal));
-        if (role is not null) _liveNodes[m.Address] = role[CoordinatorSettings.NodeRolePrefix.Length..];
+        if (NodeNameOf(m) is { } name) _liveNodes[m.Address] = name;
     }
+
+    private static string? NodeNameOf(Member m) =>
+        m.Roles.FirstOrDefault(r => r.StartsWith(CoordinatorSettings.NodeRolePrefix, StringComparison.Ordinal))
+            ?[CoordinatorSettings.NodeRolePrefix.Length..];
 
     // ---------------------------------------------------------------- batching
 

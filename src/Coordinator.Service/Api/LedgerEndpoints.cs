@@ -54,7 +54,7 @@ public static class LedgerEndpoints
 
         v1.MapDelete("/volumes/{volume}/reservations/{consumerId}", async (string volume, string consumerId, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
-            if (InputRules.CheckId("consumer id", consumerId) is { } err) return Problems.BadRequest(err);
+            if (InputRules.CheckConsumerId(consumerId) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<ReleaseReply>(new ReleaseCommand(volume, consumerId), ct);
             return r.Outcome.Status switch
             {
@@ -83,7 +83,7 @@ public static class LedgerEndpoints
     private static async Task<IResult> PutReservation(string volume, string consumerId, HttpRequest request,
         LedgerGateway ledger, HttpContext http, CancellationToken ct)
     {
-        if (InputRules.CheckId("consumer id", consumerId) is { } idErr) return Problems.BadRequest(idErr);
+        if (InputRules.CheckConsumerId(consumerId) is { } idErr) return Problems.BadRequest(idErr);
         if (InputRules.CheckId("volume", volume) is { } volErr) return Problems.BadRequest(volErr);
 
         var (body, problem) = await ReadJson<ReservationBody>(request, ct);
@@ -136,7 +136,7 @@ public static class LedgerEndpoints
         return result;
     }
 
-    private static async ValueTask<object?> TranslateNoLeader(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    public static async ValueTask<object?> TranslateNoLeader(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
         try
         {

@@ -1,0 +1,152 @@
+using Coordinator.Cluster.Ledger;
+using Coordinator.Domain;
+using Coordinator.Service.Images;
+
+namespace Coordinator.Service.Api;
+
+public sealed record LeaseRequestBody(string? Node, long? SizeBytes);
+
+public sealed record LeaseTokenBody(long? FencingToken);
+
+public sealed record LeaseCompleteBody(long? FencingToken, long? SizeBytes, string? Checksum);
+
+public sealed record CachedResponse(string State, string ImageId, string Path, long SizeBytes, string Checksum,
+    DateTimeOffset CachedAt, DateTimeOffset LastUsedAt, int Users, long Epoch)
+{
+    public static CachedResponse From(ImageEntryView e, long epoch) =>
+        new("cached", e.ImageId, e.Path, e.SizeBytes, e.Checksum, e.CachedAt, e.LastUsedAt, e.Users, epoch);
+}
+
+public sealed record GrantedResponse(string State, string ImageId, string LeaseId, long FencingToken, DateTimeOffset ExpiresAt,
+    string Path, string Folder, long SizeBytes, long Epoch)
+{
+    public static GrantedResponse From(LeaseView l, long epoch) =>
+        new("granted", l.ImageId, l.LeaseId, l.FencingToken, l.ExpiresAt, l.Path, l.Folder, l.SizeBytes, epoch);
+}
+
+public sealed record PendingResponse(string State, string ImageId, string Holder, long FencingToken, int RetryAfterMs, long Epoch);
+
+public sealed record ImageStateResponse(string ImageId, string State, ImageEntryView? Cached, LeaseView? Lease, long Epoch);
+
+public sealed record ImagesResponse(long Epoch, IReadOnlyList<ImageEntryView> Images, IReadOnlyList<LeaseView> Leases);
+
+public sealed record EvictResponse(long Epoch, IReadOnlyList<ImageEntryView> Evicted);
+
+/// <summary>The image-fetch lock (leases), the cache listing, long polls, and /ensure (the node's own fetcher).</summary>
+public static class ImageEndpoints
+{
+    private const int MaxWaitMs = 60_000;
+
+    public static void MapImageApi(this IEndpointRouteBuilder app)
+    {
+        var images = app.MapGroup("/v1/images").AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
+
+        images.MapGet("", async (LedgerGateway ledger, CancellationToken ct) =>
+        {
+            var r = await ledger.Ask<ImagesReply>(GetImages.Instance, ct);
+            return Results.Ok(new ImagesResponse(r.Epoch, r.Images, r.Leases));
+        });
+
+        images.MapGet("/{imageId}", async (string imageId, int? waitMs, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            if (InputRules.CheckImageId(imageId) is { } err) return Problems.BadRequest(err);
+            if (waitMs is < 0 or > MaxWaitMs) return Problems.BadRequest($"waitMs must be between 0 and {MaxWaitMs}");
+            var wait = waitMs ?? 0;
+            var r = await ledger.Ask<ImageStateReply>(new WatchImage(imageId, wait), ct, TimeSpan.FromMilliseconds(wait) + TimeSpan.FromSeconds(5));
+            return Results.Ok(new ImageStateResponse(r.ImageId, r.State, r.Cached, r.Lease, r.Epoch));
+        });
+
+        images.MapPost("/{imageId}/lease", async (string imageId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            if (InputRules.CheckImageId(imageId) is { } idErr) return Problems.BadRequest(idErr);
+            var (body, problem) = await LedgerEndpoints.ReadJson<LeaseRequestBody>(request, ct);
+            if (problem is not null) return problem;
+            if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes is required");
+            if ((InputRules.CheckId("node", body.Node) ?? InputRules.CheckBytes("sizeBytes", size)) is { } err) return Problems.BadRequest(err);
+
+            var r = await ledger.Ask<LeaseReply>(new AcquireImageLease(imageId, body.Node!, size), ct);
+            switch (r.Status)
+            {
+                case LeaseStatus.Cached:
+                    return Results.Ok(CachedResponse.From(r.Cached!, r.Epoch));
+                case LeaseStatus.Granted:
+                    return Results.Json(GrantedResponse.From(r.Lease!, r.Epoch), statusCode: 201);
+                case LeaseStatus.Pending:
+                    http.Response.Headers.RetryAfter = Math.Max(1, (r.RetryAfterMs + 999) / 1000).ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    return Results.Json(new PendingResponse("pending", imageId, r.Lease?.Holder ?? "(evicting)", r.Lease?.FencingToken ?? 0,
+                        r.RetryAfterMs, r.Epoch), statusCode: 202);
+                case LeaseStatus.InsufficientSpace:
+                    return Problems.InsufficientSpace(r.Error!, r.FreeBytes, size, r.Epoch);
+                case LeaseStatus.UnknownVolume:
+                    return Problems.Make(500, "cache-volume-unknown", "The image cache volume is not configured", r.Error!);
+                default:
+                    return Problems.BadRequest(r.Error!);
+            }
+        });
+
+        images.MapPost("/{imageId}/lease/{leaseId}/renew", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            var (body, problem) = await ReadToken<LeaseTokenBody>(imageId, leaseId, request, b => b.FencingToken, ct);
+            if (problem is not null) return problem;
+            var r = await ledger.Ask<LeaseActionReply>(new RenewImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
+            return r.Status == LeaseActionStatus.Done ? Results.Ok(r.Lease) : ActionProblem(r, imageId, leaseId);
+        });
+
+        images.MapPost("/{imageId}/lease/{leaseId}/complete", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            var (body, problem) = await ReadToken<LeaseCompleteBody>(imageId, leaseId, request, b => b.FencingToken, ct);
+            if (problem is not null) return problem;
+            if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes is required");
+            if ((InputRules.CheckBytes("sizeBytes", size) ?? InputRules.CheckChecksum(body.Checksum)) is { } err) return Problems.BadRequest(err);
+            var r = await ledger.Ask<LeaseActionReply>(new CompleteImageLease(imageId, leaseId, body.FencingToken!.Value, size, body.Checksum!), ct);
+            return r.Status == LeaseActionStatus.Done ? Results.Ok(CachedResponse.From(r.Cached!, r.Epoch)) : ActionProblem(r, imageId, leaseId);
+        });
+
+        images.MapPost("/{imageId}/lease/{leaseId}/abort", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            var (body, problem) = await ReadToken<LeaseTokenBody>(imageId, leaseId, request, b => b.FencingToken, ct);
+            if (problem is not null) return problem;
+            var r = await ledger.Ask<LeaseActionReply>(new AbortImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
+            return r.Status == LeaseActionStatus.Done ? Results.NoContent() : ActionProblem(r, imageId, leaseId);
+        });
+
+        images.MapPost("/{imageId}/ensure", async (string imageId, ImageFetcher fetcher, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            if (InputRules.CheckImageId(imageId) is { } err) return Problems.BadRequest(err);
+            try
+            {
+                var entry = await fetcher.EnsureAsync(imageId, ct);
+                return Results.Ok(CachedResponse.From(entry, 0) with { Epoch = (await ledger.Ask<LeaderReply>(GetLeader.Instance, ct)).Epoch });
+            }
+            catch (ImageFetchException e)
+            {
+                return Problems.Make(e.Status, e.Type, e.Title, e.Message);
+            }
+        });
+
+        images.MapPost("/evict", async (double? olderThanSeconds, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            if (olderThanSeconds is < 0) return Problems.BadRequest("olderThanSeconds must not be negative");
+            var r = await ledger.Ask<EvictReply>(new EvictImages(olderThanSeconds is { } s ? TimeSpan.FromSeconds(s) : null), ct);
+            return Results.Ok(new EvictResponse(r.Epoch, r.Evicted));
+        });
+    }
+
+    private static async Task<(T? Body, IResult? Problem)> ReadToken<T>(string imageId, string leaseId, HttpRequest request,
+        Func<T, long?> token, CancellationToken ct) where T : class
+    {
+        if ((InputRules.CheckImageId(imageId) ?? InputRules.CheckId("lease id", leaseId)) is { } err) return (null, Problems.BadRequest(err));
+        var (body, problem) = await LedgerEndpoints.ReadJson<T>(request, ct);
+        if (problem is not null) return (null, problem);
+        if (token(body!) is not { } t || t <= 0) return (null, Problems.BadRequest("fencingToken is required and positive"));
+        return (body, null);
+    }
+
+    private static IResult ActionProblem(LeaseActionReply r, string imageId, string leaseId) => r.Status switch
+    {
+        LeaseActionStatus.Stale => Problems.Make(409, "stale-lease", "The lease is not held with this token", r.Error ?? "stale",
+            new Dictionary<string, object?> { ["currentFencingToken"] = r.Lease?.FencingToken, ["epoch"] = r.Epoch }),
+        LeaseActionStatus.NotFound => Problems.NotFound(r.Error ?? $"no lease {leaseId} on image {imageId}"),
+        _ => Problems.BadRequest(r.Error ?? "invalid"),
+    };
+}
