@@ -67,9 +67,10 @@ public sealed partial class CsvLedger
         var free = v.Free;
         if (lease is not null)
         {
-            // Expired but not yet swept: end it first, so its claim is returned before the new one is taken.
+            // Expired but not yet swept: end it first, so its claim is returned before the new one is taken. Only a
+            // claim on this volume frees room here, and its measured bytes stay on disk (unowned) until the next scan.
             events.Add(new ImageLeaseEnded(imageId, lease.LeaseId, LeaseEndReason.Expired, now));
-            free += v.Effective(v.Reservations[ImageClaim(imageId)]);
+            if (lease.Volume == volume) free = v.FreeWithout(ImageClaim(imageId));
         }
         if (sizeBytes > free)
             return new(new LeaseOutcome(LeaseStatus.InsufficientSpace, null, null, Math.Max(free, 0),

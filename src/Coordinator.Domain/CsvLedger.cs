@@ -132,7 +132,7 @@ public sealed partial class CsvLedger
                 _volumes[m.Volume].SetMeasurement(m.UsedBytes, m.ConsumerUsage, m.At);
                 break;
             default:
-                if (!ApplyImageEvent(e))
+                if (!ApplyImageEvent(e) && !ApplyVmEvent(e))
                     throw new ArgumentOutOfRangeException(nameof(e), e.GetType().Name, "unknown ledger event");
                 break;
         }
@@ -192,6 +192,10 @@ public sealed partial class CsvLedger
         LastFencingToken = LastFencingToken,
         Images = _images.Values.ToList(),
         Leases = _leases.Values.ToList(),
+        Vms = _vms.Values.ToList(),
+        Nodes = _nodes.Values.ToList(),
+        Feed = _feed.ToList(),
+        FeedSeq = _feedSeq,
     };
 
     public static CsvLedger FromSnapshot(LedgerSnapshot s)
@@ -206,6 +210,10 @@ public sealed partial class CsvLedger
         }
         foreach (var i in s.Images ?? []) ledger._images[i.ImageId] = i;
         foreach (var l in s.Leases ?? []) ledger._leases[l.ImageId] = l;
+        foreach (var vm in s.Vms ?? []) ledger._vms[vm.Name] = vm;
+        foreach (var n in s.Nodes ?? []) ledger._nodes[n.Node] = n;
+        foreach (var f in s.Feed ?? []) ledger._feed.AddLast(f);
+        ledger._feedSeq = s.FeedSeq;
         return ledger;
     }
 
@@ -233,6 +241,14 @@ public sealed partial class CsvLedger
         public long Unowned => Math.Max(0, Used - _measuredOwned);
 
         public long Free => Capacity - Headroom - _effective - Unowned;
+
+        /// <summary>Free space once the consumer's reservation is removed (see <see cref="Remove"/>).</summary>
+        public long FreeWithout(string consumerId)
+        {
+            if (!Reservations.TryGetValue(consumerId, out var r)) return Free;
+            var measuredOwned = _measuredOwned - ConsumerUsage.GetValueOrDefault(consumerId);
+            return Capacity - Headroom - (_effective - Effective(r)) - Math.Max(0, Used - measuredOwned);
+        }
 
         public void Put(Reservation r)
         {
@@ -288,4 +304,8 @@ public sealed record LedgerSnapshot(long Epoch, string? EpochNode, DateTimeOffse
     public long LastFencingToken { get; init; }
     public IReadOnlyList<CachedImage>? Images { get; init; }
     public IReadOnlyList<ImageLease>? Leases { get; init; }
+    public IReadOnlyList<VmRecord>? Vms { get; init; }
+    public IReadOnlyList<NodeRecord>? Nodes { get; init; }
+    public IReadOnlyList<FeedEntry>? Feed { get; init; }
+    public long FeedSeq { get; init; }
 }

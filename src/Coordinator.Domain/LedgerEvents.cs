@@ -18,6 +18,12 @@ namespace Coordinator.Domain;
 [JsonDerivedType(typeof(ImageCached), "image-cached")]
 [JsonDerivedType(typeof(ImageUsed), "image-used")]
 [JsonDerivedType(typeof(ImageEvicted), "image-evicted")]
+[JsonDerivedType(typeof(NodeCapacityReported), "node-capacity-reported")]
+[JsonDerivedType(typeof(NodeDrainChanged), "node-drain-changed")]
+[JsonDerivedType(typeof(VmPlaced), "vm-placed")]
+[JsonDerivedType(typeof(VmPhaseChanged), "vm-phase-changed")]
+[JsonDerivedType(typeof(VmMoved), "vm-moved")]
+[JsonDerivedType(typeof(VmRemoved), "vm-removed")]
 public abstract record LedgerEvent;
 
 /// <summary>A new incarnation of the singleton took over; replies carry its epoch so clients can tell a new leader.</summary>

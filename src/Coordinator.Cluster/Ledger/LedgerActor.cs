@@ -204,9 +204,10 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             case DeleteSnapshotsSuccess or DeleteSnapshotsFailure:
                 break;
             default:
-                if (!HandleImageMessage(message)) Unhandled(message);
+                if (!HandleImageMessage(message) && !HandleVmMessage(message)) Unhandled(message);
                 break;
         }
+        if (_feedWatchers.Count > 0 && (_pendingEvents.Count > 0 || message is LeaseSweepTick)) ServeFeedWatchers(DateTimeOffset.UtcNow);
         if (_inFlightReplies is null && _pendingEvents.Count > 0) Flush();
     }
 
