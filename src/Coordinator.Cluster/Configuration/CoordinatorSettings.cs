@@ -20,6 +20,21 @@ public sealed record ImageCacheSettings(
     TimeSpan ProgressInterval,
     TimeSpan EnsureTimeout);
 
+/// <summary>The Hyper-V back-end and the VM operations' timings.</summary>
+public sealed record HyperVSettings(
+    string Backend,
+    long SimulatedMemoryMb,
+    int SimulatedLogicalProcessors,
+    string SimulatedDatabase,
+    TimeSpan SimulatedHeartbeat,
+    TimeSpan SimulatedFailoverAfter,
+    TimeSpan OwnerSettle,
+    TimeSpan MoveTimeout,
+    TimeSpan ReconcileInterval,
+    TimeSpan OperationTimeout,
+    int DrainConcurrency,
+    IReadOnlyDictionary<string, Uri> Peers);
+
 public enum JournalProvider { Sqlite, PostgreSql }
 
 /// <summary>The <c>coordinator { }</c> section of the HOCON, typed. Paths are resolved to absolute ones here.</summary>
@@ -38,6 +53,7 @@ public sealed record CoordinatorSettings
     public required TimeSpan RescanInterval { get; init; }
     public required IReadOnlyList<VolumeSettings> Volumes { get; init; }
     public required ImageCacheSettings Images { get; init; }
+    public required HyperVSettings HyperV { get; init; }
     public string? LogFile { get; init; }
     public string LogLevel { get; init; } = "Information";
 
@@ -130,6 +146,34 @@ public sealed record CoordinatorSettings
             Positive("images.progress-interval", c.GetTimeSpan("images.progress-interval", TimeSpan.FromSeconds(5))),
             Positive("images.ensure-timeout", c.GetTimeSpan("images.ensure-timeout", TimeSpan.FromMinutes(30))));
 
+        var backend = c.GetString("hyperv.backend", "simulated").Trim().ToLowerInvariant();
+        if (backend is not ("simulated" or "windows"))
+            throw new ConfigurationException($"coordinator.hyperv.backend: '{backend}' is not one of simulated, windows");
+        var simDb = c.GetString("hyperv.simulated.database", "");
+        if (string.IsNullOrWhiteSpace(simDb))
+            simDb = Path.Combine(volumes.FirstOrDefault()?.Path ?? dataDir, ".simcluster", "cluster.db");
+        else if (!Path.IsPathRooted(simDb)) simDb = Path.Combine(dataDir, simDb);
+        var peers = new Dictionary<string, Uri>(StringComparer.OrdinalIgnoreCase);
+        var peersConfig = c.GetConfig("hyperv.peers");
+        if (peersConfig is not null && !peersConfig.IsEmpty)
+            foreach (var kv in peersConfig.AsEnumerable())
+                peers[kv.Key] = Uri.TryCreate(kv.Value.GetString(), UriKind.Absolute, out var u) && u.Scheme is "http" or "https"
+                    ? u : throw new ConfigurationException($"coordinator.hyperv.peers.{kv.Key}: not an http(s) URL");
+        var memory = c.GetString("hyperv.simulated.memory", "64GiB");
+        var hyperv = new HyperVSettings(
+            backend,
+            ParseSize("hyperv.simulated.memory", memory) / ByteSize.MiB,
+            c.GetInt("hyperv.simulated.logical-processors", 16),
+            Path.GetFullPath(simDb),
+            Positive("hyperv.simulated.heartbeat-interval", c.GetTimeSpan("hyperv.simulated.heartbeat-interval", TimeSpan.FromSeconds(1))),
+            Positive("hyperv.simulated.failover-after", c.GetTimeSpan("hyperv.simulated.failover-after", TimeSpan.FromSeconds(5))),
+            Positive("hyperv.owner-settle", c.GetTimeSpan("hyperv.owner-settle", TimeSpan.FromSeconds(2))),
+            Positive("hyperv.move-timeout", c.GetTimeSpan("hyperv.move-timeout", TimeSpan.FromMinutes(5))),
+            Positive("hyperv.reconcile-interval", c.GetTimeSpan("hyperv.reconcile-interval", TimeSpan.FromSeconds(30))),
+            Positive("hyperv.operation-timeout", c.GetTimeSpan("hyperv.operation-timeout", TimeSpan.FromMinutes(10))),
+            Math.Max(1, c.GetInt("hyperv.drain-concurrency", 2)),
+            peers);
+
         var logFile = c.GetString("logging.file", "");
         return new CoordinatorSettings
         {
@@ -144,6 +188,7 @@ public sealed record CoordinatorSettings
             QuotaPolicy = policy,
             NodeWeights = weights,
             Images = images,
+            HyperV = hyperv,
             RescanInterval = c.GetTimeSpan("csv.rescan-interval", TimeSpan.FromSeconds(30)),
             Volumes = volumes,
             LogFile = string.IsNullOrWhiteSpace(logFile) ? null : Path.GetFullPath(Path.IsPathRooted(logFile) ? logFile : Path.Combine(dataDir, logFile)),
