@@ -4,6 +4,8 @@ using Coordinator.Cluster.Ledger;
 using Coordinator.Service.Api;
 using Coordinator.Service.Hosting;
 using Coordinator.Service.Images;
+using Coordinator.Service.Vms;
+using Coordinator.Cluster.Vms;
 using Serilog;
 using Serilog.Events;
 
@@ -46,12 +48,19 @@ try
     builder.Services.AddSingleton(settings);
     builder.Services.AddSingleton<LedgerGateway>();
     builder.Services.AddSingleton<ImageFetcher>();
+    builder.Services.AddSingleton<IImageSource, ImageSourceAdapter>();
+    builder.Services.AddSingleton<IPeerClusters>(_ => new HttpPeerClusters(settings, new HttpClient { Timeout = TimeSpan.FromMinutes(1) }));
+    builder.Services.AddSingleton<NodeDirectory>();
+    // Started before Akka (registration order), so the node actor finds its hypervisor ready.
+    builder.Services.AddSingleton<HyperVBackend>();
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<HyperVBackend>());
     // One long-lived client (pooled connections recycled every few minutes, so DNS changes are seen). Downloads can
     // take long: stalls are caught per read (images.glance.timeout), not by a whole-request timeout.
     builder.Services.AddSingleton(sp => new GlanceClient(
         new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan },
         settings, sp.GetRequiredService<ILogger<GlanceClient>>()));
     builder.Services.AddCoordinatorAkka(hocon, settings, ledgerSettings);
+    
 
     var app = builder.Build();
     app.UseExceptionHandler();
@@ -59,6 +68,7 @@ try
     app.MapHealth();
     app.MapLedgerApi();
     app.MapImageApi();
+    app.MapVmApi();
 
     // A node that the cluster removed (downed by the Split Brain Resolver, or told to leave) has a terminated
     // ActorSystem; exit non-zero so the service manager restarts it and it joins as a new incarnation.

@@ -17,14 +17,22 @@ public sealed class LedgerDriver
     public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     private int _tick;
+    private TimeSpan _skew;
 
     public CsvLedger Ledger { get; } = new();
 
     public List<LedgerEvent> Journal { get; } = [];
 
-    public DateTimeOffset Now => T0.AddSeconds(_tick);
+    public DateTimeOffset Now => T0.AddSeconds(_tick) + _skew;
 
-    private DateTimeOffset Tick() => T0.AddSeconds(++_tick);
+    private DateTimeOffset Tick()
+    {
+        ++_tick;
+        return Now;
+    }
+
+    /// <summary>Moves the clock forward (every decision also moves it by one second).</summary>
+    public void Advance(TimeSpan by) => _skew += by;
 
     public void Apply(IReadOnlyList<LedgerEvent> events)
     {
@@ -71,6 +79,93 @@ public sealed class LedgerDriver
         var e = Ledger.NextEpoch(node, Tick());
         Apply([e]);
         return e;
+    }
+
+    // ---------------------------------------------------------------- image leases
+
+    /// <summary>The lease TTL the image helpers use unless told otherwise.</summary>
+    public static readonly TimeSpan Ttl = TimeSpan.FromMinutes(1);
+
+    public const string CacheFolder = "images";
+
+    public Decision<LeaseOutcome> Acquire(string image, string node, long bytes, string volume, TimeSpan? ttl = null, string folder = CacheFolder)
+    {
+        var d = Ledger.AcquireImage(image, node, bytes, volume, folder, ttl ?? Ttl, Tick());
+        Apply(d.Events);
+        return d;
+    }
+
+    public Decision<LeaseActionOutcome> Renew(string image, string leaseId, long token, TimeSpan? ttl = null)
+    {
+        var d = Ledger.RenewLease(image, leaseId, token, ttl ?? Ttl, Tick());
+        Apply(d.Events);
+        return d;
+    }
+
+    public Decision<LeaseActionOutcome> Renew(ImageLease lease, TimeSpan? ttl = null) => Renew(lease.ImageId, lease.LeaseId, lease.FencingToken, ttl);
+
+    public Decision<LeaseActionOutcome> Complete(string image, string leaseId, long token, long bytes, string checksum = "abc123")
+    {
+        var d = Ledger.CompleteLease(image, leaseId, token, bytes, checksum, Tick());
+        Apply(d.Events);
+        return d;
+    }
+
+    public Decision<LeaseActionOutcome> Complete(ImageLease lease, long bytes, string checksum = "abc123") =>
+        Complete(lease.ImageId, lease.LeaseId, lease.FencingToken, bytes, checksum);
+
+    public Decision<LeaseActionOutcome> Abort(string image, string leaseId, long token)
+    {
+        var d = Ledger.AbortLease(image, leaseId, token, Tick());
+        Apply(d.Events);
+        return d;
+    }
+
+    public Decision<LeaseActionOutcome> Abort(ImageLease lease) => Abort(lease.ImageId, lease.LeaseId, lease.FencingToken);
+
+    public IReadOnlyList<LedgerEvent> ExpireLeases()
+    {
+        var events = Ledger.ExpireLeases(Tick());
+        Apply(events);
+        return events;
+    }
+
+    public IReadOnlyList<LedgerEvent> EndLeasesOf(string node)
+    {
+        var events = Ledger.EndLeasesOf(node, Tick());
+        Apply(events);
+        return events;
+    }
+
+    public IReadOnlyList<LedgerEvent> RefreshLeases(TimeSpan? ttl = null)
+    {
+        var events = Ledger.RefreshLeases(ttl ?? Ttl, Tick());
+        Apply(events);
+        return events;
+    }
+
+    public Decision<CachedImage?> Evict(string image, TimeSpan maxAge)
+    {
+        var d = Ledger.Evict(image, maxAge, Tick());
+        Apply(d.Events);
+        return d;
+    }
+
+    /// <summary>Grants a lease (asserting it was granted) and returns it.</summary>
+    public ImageLease Grant(string image, string node, long bytes, string volume, TimeSpan? ttl = null)
+    {
+        var d = Acquire(image, node, bytes, volume, ttl);
+        Assert.True(d.Outcome.Status == LeaseStatus.Granted, $"expected a grant of {image} to {node}, got {d.Outcome}");
+        return d.Outcome.Lease!;
+    }
+
+    /// <summary>Grants a lease and completes it at <paramref name="realBytes"/> (default: the granted size).</summary>
+    public CachedImage Cache(string image, string node, long bytes, string volume, long? realBytes = null)
+    {
+        var lease = Grant(image, node, bytes, volume);
+        var d = Complete(lease, realBytes ?? bytes);
+        Assert.Equal(LeaseActionStatus.Done, d.Outcome.Status);
+        return d.Outcome.Cached!;
     }
 
     public VolumeView View(string volume) => Ledger.View(volume) ?? throw new InvalidOperationException($"no volume {volume}");

@@ -4,6 +4,8 @@ using Akka.Hosting;
 using Akka.Logger.Serilog;
 using Coordinator.Cluster.Configuration;
 using Coordinator.Cluster.Ledger;
+using Coordinator.Cluster.Vms;
+using Coordinator.Service.Vms;
 
 namespace Coordinator.Service.Hosting;
 
@@ -36,7 +38,20 @@ public static class AkkaSetup
                     loggers.AddLogger<SerilogLogger>();
                 })
                 .WithSingleton<CsvLedgerSingleton>(CsvLedgerSingleton.Name, LedgerActor.SupervisedProps(ledgerSettings),
-                    new ClusterSingletonOptions { Role = null }, createProxyToo: true);
+                    new ClusterSingletonOptions { Role = null }, createProxyToo: true)
+                .WithActors((system, registry, resolver) =>
+                {
+                    // The node actor: this node's VMs, reconciled with the ledger through the singleton proxy.
+                    var backend = resolver.GetService<HyperVBackend>();
+                    var nodeSettings = new NodeSettings(settings.NodeName,
+                        settings.Volumes.ToDictionary(v => v.Name, v => v.Path), settings.AskTimeout,
+                        settings.HyperV.MoveTimeout, settings.HyperV.OwnerSettle, settings.HyperV.ReconcileInterval,
+                        settings.HyperV.DrainConcurrency);
+                    var node = system.ActorOf(NodeActor.Props(nodeSettings, backend.Host, backend.Cluster,
+                        registry.Get<CsvLedgerSingleton>(), resolver.GetService<IImageSource>(), resolver.GetService<IPeerClusters>()),
+                        NodeActor.Name);
+                    registry.Register<NodeActorKey>(node);
+                });
         });
     }
 }
