@@ -45,6 +45,9 @@ public interface IPeerClusters
     /// <summary>The coordinator endpoint that serves <paramref name="host"/>, or null when the host is unknown.</summary>
     Uri? EndpointFor(string host);
 
+    /// <summary>Where the VM's files go on the receiving cluster's CSV (its first volume's instance folder).</summary>
+    Task<string> DestinationFolderAsync(Uri endpoint, string vmName, CancellationToken ct);
+
     /// <summary>Tells the receiving cluster's coordinator that the VM arrived on its host.</summary>
     Task AnnounceArrivalAsync(Uri endpoint, ArriveVm arrival, CancellationToken ct);
 }

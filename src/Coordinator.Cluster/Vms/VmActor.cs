@@ -157,10 +157,12 @@ public sealed class VmActor : ReceiveActor
             return VmOpReply.Fail(400, "unknown-target", $"'{m.Target}' is neither a node of this cluster nor a host of a configured peer cluster");
         var record = (await Ledger<VmsReply>(GetVms.Instance)).Vms.FirstOrDefault(v => v.Name == m.Name)
                      ?? throw new HyperVException(HyperVErrorKind.NotFound, $"'{m.Name}' is not in the ledger");
+        var destination = await _peers!.DestinationFolderAsync(endpoint, m.Name, CancellationToken.None);
         await _cluster.RemoveVmRoleAsync(m.Name, CancellationToken.None);
         try
         {
-            await _host.MigrateToHostAsync(m.Name, m.Target, includeStorage: true, destinationPath: null, CancellationToken.None);
+            // The other cluster has its own CSV: the VM and its storage move.
+            await _host.MigrateToHostAsync(m.Name, m.Target, includeStorage: true, destinationPath: destination, CancellationToken.None);
         }
         catch (Exception e)
         {

@@ -9,6 +9,20 @@ public sealed class HttpPeerClusters(CoordinatorSettings settings, HttpClient ht
 {
     public Uri? EndpointFor(string host) => settings.HyperV.Peers.GetValueOrDefault(host);
 
+    public async Task<string> DestinationFolderAsync(Uri endpoint, string vmName, CancellationToken ct)
+    {
+        try
+        {
+            var volumes = await http.GetFromJsonAsync<System.Text.Json.JsonElement>(new Uri(endpoint, "/v1/volumes"), ct);
+            var root = volumes.GetProperty("volumes").EnumerateArray().First().GetProperty("path").GetString()!;
+            return Path.Combine(root, "instances", vmName);
+        }
+        catch (Exception e) when (e is HttpRequestException or InvalidOperationException or System.Text.Json.JsonException or KeyNotFoundException)
+        {
+            throw new OperationRefusedException(502, "peer-unreachable", $"the coordinator at {endpoint} could not be asked for its volumes: {e.Message}");
+        }
+    }
+
     public async Task AnnounceArrivalAsync(Uri endpoint, ArriveVm arrival, CancellationToken ct)
     {
         using var response = await http.PostAsJsonAsync(new Uri(endpoint, "/v1/vms/arrivals"), new

@@ -20,11 +20,11 @@ public sealed class LocalCluster : IDisposable
     public IReadOnlyList<NodeInfo> Nodes { get; }
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(15) };
 
-    public LocalCluster(int size, string extraHocon = "")
+    public LocalCluster(int size, string extraHocon = "", string namePrefix = "hv")
     {
         _extraHocon = extraHocon;
         Directory.CreateDirectory(Root);
-        Nodes = Enumerable.Range(1, size).Select(i => new NodeInfo($"hv{i:00}", FreePort(), FreePort())).ToList();
+        Nodes = Enumerable.Range(1, size).Select(i => new NodeInfo($"{namePrefix}{i:00}", FreePort(), FreePort())).ToList();
         foreach (var n in Nodes) File.WriteAllText(ConfigPath(n), SiteConfig(n));
     }
 
@@ -36,6 +36,9 @@ public sealed class LocalCluster : IDisposable
     public Uri Url(NodeInfo n, string path) => new($"http://127.0.0.1:{n.HttpPort}{path}");
 
     private string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
+
+    /// <summary>Adds HOCON to one node's site file (before it starts), e.g. the peers of another cluster.</summary>
+    public void AppendConfig(NodeInfo n, string hocon) => File.AppendAllText(ConfigPath(n), "\n" + hocon + "\n");
 
     public string LogPath(NodeInfo n) => Path.Combine(Root, n.Name + ".log");
 
