@@ -116,6 +116,9 @@ public sealed class VmActor : ReceiveActor
         }
         var record = (await Ledger<VmsReply>(GetVms.Instance)).Vms.FirstOrDefault(v => v.Name == m.Name);
         if (record is null && vm is null) return VmOpReply.Fail(404, "not-found", $"no VM named '{m.Name}'");
+        if (vm is null && (await _cluster.ListVmRolesAsync(CancellationToken.None)).FirstOrDefault(r => r.VmName == m.Name) is { } role)
+            // The ledger has not yet seen a move: the VM runs elsewhere, so nothing here may be released.
+            return VmOpReply.Fail(409, "vm-moving", $"'{m.Name}' is owned by {role.OwnerNode} ({role.State}) now; retry");
         if (record is not null)
         {
             var folder = Folder(record.Volume, m.Name);
