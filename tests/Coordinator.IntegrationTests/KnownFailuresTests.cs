@@ -37,7 +37,7 @@ public sealed class KnownFailuresTests(ITestOutputHelper output) : IDisposable
     }
 
     private static SimulatedClusterDatabase Sim(LocalCluster c) =>
-        new(SimulatedClusterDatabase.PathForCsv(Path.Combine(c.CsvRoot, "Volume1")));
+        new(c.SimulatedDatabasePath);
 
     private static async Task<HttpResponseMessage> Spawn(LocalCluster c, NodeInfo on, string name) =>
         await c.Http.PostAsync(c.Url(on, "/v1/vms"), LocalCluster.Json(new { name, memoryMb = 1024, vcpus = 1, diskBytes = 2 * GiB }));

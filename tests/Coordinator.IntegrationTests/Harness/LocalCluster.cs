@@ -30,6 +30,7 @@ public sealed class LocalCluster : IDisposable
 
     public string CsvRoot => Path.Combine(Root, "csv");
     public string JournalPath => Path.Combine(Root, "ledger.db");
+    public string SimulatedDatabasePath => Path.Combine(CsvRoot, ".simcluster", "cluster.db");
 
     public NodeInfo Node(string name) => Nodes.Single(n => n.Name == name);
 
@@ -51,6 +52,9 @@ public sealed class LocalCluster : IDisposable
               data-dir = "{{Esc(Path.Combine(Root, n.Name))}}"
               http.port = {{n.HttpPort}}
               persistence.connection-string = "Data Source={{Esc(JournalPath)}}"
+              # The simulated cluster service's database sits on the shared storage but outside the volumes, so
+              # that it does not show up as unowned usage in the volumes' accounting.
+              hyperv.simulated.database = "{{Esc(SimulatedDatabasePath)}}"
               csv.volumes = [
                 { name = "Volume1", path = "{{Esc(Path.Combine(CsvRoot, "Volume1"))}}", capacity = 100GiB, headroom = 0 },
                 { name = "Volume2", path = "{{Esc(Path.Combine(CsvRoot, "Volume2"))}}", capacity = 100TiB, headroom = 0 }
