@@ -45,6 +45,12 @@ try
     builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = LedgerEndpoints.MaxBodyBytes);
     builder.Services.ConfigureHttpJsonOptions(o => JsonDefaults.Configure(o.SerializerOptions));
     builder.Services.AddProblemDetails();
+    builder.Services.AddOpenApi("v1", o => o.AddDocumentTransformer((doc, _, _) =>
+    {
+        doc.Info.Title = "Hyper-V cluster coordinator: node-agent and admin API";
+        doc.Info.Description = "CSV disk reservations and quotas, image-fetch leases and cache, VMs, nodes and events; every node serves it.";
+        return Task.CompletedTask;
+    }));
     builder.Services.AddSingleton(settings);
     builder.Services.AddSingleton<LedgerGateway>();
     builder.Services.AddSingleton<ImageFetcher>();
@@ -65,10 +71,25 @@ try
     var app = builder.Build();
     app.UseExceptionHandler();
     app.UseStatusCodePages();
+    // Node-agent routes need the agent token when one is configured (the admin token is accepted too).
+    if (settings.AgentToken is not null)
+        app.Use(async (ctx, next) =>
+        {
+            if (ctx.Request.Path.StartsWithSegments("/v1")
+                && AdminEndpoints.Authorize(ctx.Request, settings.AgentToken, "agent") is { } denied
+                && (settings.AdminToken is null || AdminEndpoints.Authorize(ctx.Request, settings.AdminToken, "admin") is not null))
+            {
+                await denied.ExecuteAsync(ctx);
+                return;
+            }
+            await next(ctx);
+        });
+    app.MapOpenApi("/openapi/{documentName}.json");
     app.MapHealth();
     app.MapLedgerApi();
     app.MapImageApi();
     app.MapVmApi();
+    app.MapAdminApi();
 
     // A node that the cluster removed (downed by the Split Brain Resolver, or told to leave) has a terminated
     // ActorSystem; exit non-zero so the service manager restarts it and it joins as a new incarnation.

@@ -89,12 +89,14 @@ public sealed class VmLifecycleTests(ITestOutputHelper output) : IAsyncLifetime
 
         // Drain hv01: every VM leaves it by live migration and keeps running.
         using (var r = await _cluster.Http.PostAsync(_cluster.Url(_cluster.Nodes[1], "/v1/nodes/hv01/drain"), null))
+            Assert.Equal(HttpStatusCode.Unauthorized, r.StatusCode); // an operator action: admin token required
+        using (var r = await _cluster.Http.SendAsync(LocalCluster.AsAdmin(HttpMethod.Post, _cluster.Url(_cluster.Nodes[1], "/v1/nodes/hv01/drain"))))
             Assert.Equal(HttpStatusCode.Accepted, r.StatusCode);
         await Eventually(async () => (await Vms()).Values.All(v => v.GetProperty("node").GetString() != "hv01"), "hv01 drained", 60);
         Assert.Equal("draining", (await Nodes()).Single(n => n.GetProperty("node").GetString() == "hv01").GetProperty("state").GetString());
         Assert.All(_sim.ListVms(), v => Assert.Equal(VmPowerState.Running, v.State));
         Assert.Empty(_sim.ListVms("hv01"));
-        using (var r = await _cluster.Http.PostAsync(_cluster.Url(_cluster.Nodes[1], "/v1/nodes/hv01/resume"), null))
+        using (var r = await _cluster.Http.SendAsync(LocalCluster.AsAdmin(HttpMethod.Post, _cluster.Url(_cluster.Nodes[1], "/v1/nodes/hv01/resume"))))
             Assert.Equal(HttpStatusCode.Accepted, r.StatusCode);
 
         // SIGKILL hv03: the simulated cluster service restarts its VMs on the survivors; the ledger follows.

@@ -54,6 +54,12 @@ public sealed record CoordinatorSettings
     public required IReadOnlyList<VolumeSettings> Volumes { get; init; }
     public required ImageCacheSettings Images { get; init; }
     public required HyperVSettings HyperV { get; init; }
+    /// <summary>Bearer token for mutating admin routes (/cluster/members PUT, drain); empty: those routes are off.</summary>
+    public string? AdminToken { get; init; }
+
+    /// <summary>Bearer token the node-agent routes (/v1/...) require; empty: they are open (bound to loopback by default).</summary>
+    public string? AgentToken { get; init; }
+
     public string? LogFile { get; init; }
     public string LogLevel { get; init; } = "Information";
 
@@ -189,11 +195,21 @@ public sealed record CoordinatorSettings
             NodeWeights = weights,
             Images = images,
             HyperV = hyperv,
+            AdminToken = Secret(c, "http.admin-token"),
+            AgentToken = Secret(c, "http.agent-token"),
             RescanInterval = c.GetTimeSpan("csv.rescan-interval", TimeSpan.FromSeconds(30)),
             Volumes = volumes,
             LogFile = string.IsNullOrWhiteSpace(logFile) ? null : Path.GetFullPath(Path.IsPathRooted(logFile) ? logFile : Path.Combine(dataDir, logFile)),
             LogLevel = c.GetString("logging.level", "Information"),
         };
+    }
+
+    /// <summary>A secret from HOCON, or from the file named by the key with a -file suffix (never logged).</summary>
+    private static string? Secret(Config c, string key)
+    {
+        var file = c.GetString(key + "-file", "");
+        var value = !string.IsNullOrWhiteSpace(file) ? File.ReadAllText(file).Trim() : c.GetString(key, "");
+        return string.IsNullOrWhiteSpace(value) ? null : value;
     }
 
     private static TimeSpan Positive(string key, TimeSpan t) =>

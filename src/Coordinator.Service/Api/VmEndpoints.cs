@@ -90,10 +90,11 @@ public static class VmEndpoints
             return Results.Ok(new NodesResponse(r.Epoch, r.Nodes));
         });
 
-        v1.MapPost("/nodes/{node}/drain", (string node, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
-            Drain(node, true, ledger, nodes, ct));
-        v1.MapPost("/nodes/{node}/resume", (string node, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
-            Drain(node, false, ledger, nodes, ct));
+        // Drain and resume are operator actions: they need the admin token.
+        v1.MapPost("/nodes/{node}/drain", async (string node, HttpRequest req, CoordinatorSettings s, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
+            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, true, ledger, nodes, ct));
+        v1.MapPost("/nodes/{node}/resume", async (string node, HttpRequest req, CoordinatorSettings s, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
+            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, false, ledger, nodes, ct));
 
         v1.MapGet("/events", async (long? after, int? waitMs, string? node, LedgerGateway ledger, CancellationToken ct) =>
         {

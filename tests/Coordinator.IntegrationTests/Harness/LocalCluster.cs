@@ -30,6 +30,15 @@ public sealed class LocalCluster : IDisposable
 
     public string CsvRoot => Path.Combine(Root, "csv");
     public string JournalPath => Path.Combine(Root, "ledger.db");
+    public const string AdminToken = "local-cluster-admin-token";
+
+    /// <summary>A request carrying the admin token (for drain, resume and member operations).</summary>
+    public static HttpRequestMessage AsAdmin(HttpMethod method, Uri url, HttpContent? content = null)
+    {
+        var m = new HttpRequestMessage(method, url) { Content = content };
+        m.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
+        return m;
+    }
     public string SimulatedDatabasePath => Path.Combine(CsvRoot, ".simcluster", "cluster.db");
 
     public NodeInfo Node(string name) => Nodes.Single(n => n.Name == name);
@@ -55,6 +64,7 @@ public sealed class LocalCluster : IDisposable
               # The simulated cluster service's database sits on the shared storage but outside the volumes, so
               # that it does not show up as unowned usage in the volumes' accounting.
               hyperv.simulated.database = "{{Esc(SimulatedDatabasePath)}}"
+              http.admin-token = "{{AdminToken}}"
               csv.volumes = [
                 { name = "Volume1", path = "{{Esc(Path.Combine(CsvRoot, "Volume1"))}}", capacity = 100GiB, headroom = 0 },
                 { name = "Volume2", path = "{{Esc(Path.Combine(CsvRoot, "Volume2"))}}", capacity = 100TiB, headroom = 0 }

@@ -1,0 +1,119 @@
+using System.Security.Cryptography;
+using System.Text;
+using Akka.Actor;
+using Akka.Cluster;
+using Coordinator.Cluster.Configuration;
+using Coordinator.Cluster.Ledger;
+
+namespace Coordinator.Service.Api;
+
+public sealed record MemberView(string Node, string Address, string Status, IReadOnlyList<string> Roles, int UpNumber,
+    bool Reachable, bool Oldest, bool Leader, bool Singleton);
+
+public sealed record UnreachableView(string Node, string Address, IReadOnlyList<string> ObservedBy);
+
+public sealed record MembersResponse(string SelfNode, string SelfAddress, string? Leader, string? Oldest, string? SingletonNode,
+    IReadOnlyList<MemberView> Members, IReadOnlyList<UnreachableView> Unreachable);
+
+public sealed record SingletonResponse(string Node, string Address, long Epoch, DateTimeOffset Since);
+
+public sealed record MemberOperationResponse(string Message, string Address, string Operation);
+
+/// <summary>
+/// Cluster administration, modelled on Akka Management's Cluster HTTP routes. Mutating routes are off unless
+/// coordinator.http.admin-token is set, and then need it as a Bearer token (compared in constant time, never logged).
+/// </summary>
+public static class AdminEndpoints
+{
+    public static void MapAdminApi(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/cluster/members", async (ActorSystem system, LedgerGateway ledger, CancellationToken ct) =>
+            Results.Ok(await Members(system, ledger, ct)));
+
+        app.MapGet("/cluster/members/{address}", async (string address, ActorSystem system, LedgerGateway ledger, CancellationToken ct) =>
+        {
+            var all = await Members(system, ledger, ct);
+            var m = all.Members.FirstOrDefault(x => Matches(x, address));
+            return m is null ? Problems.NotFound($"no member '{address}'") : Results.Ok(m);
+        });
+
+        app.MapPut("/cluster/members/{address}", async (string address, string? operation, HttpRequest request, ActorSystem system,
+            CoordinatorSettings settings, ILoggerFactory logs, CancellationToken ct) =>
+        {
+            if (Authorize(request, settings.AdminToken, "admin") is { } denied) return denied;
+            // Akka Management takes the operation as a form field; a query parameter works too.
+            if (operation is null && request.HasFormContentType) operation = (await request.ReadFormAsync(ct))["operation"].ToString();
+            var op = operation?.Trim().ToLowerInvariant();
+            if (op is not ("leave" or "down")) return Problems.BadRequest("operation must be leave or down");
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            var member = cluster.State.Members.Concat(cluster.State.Unreachable).FirstOrDefault(m => Matches(View(m, cluster, null), address));
+            if (member is null) return Problems.NotFound($"no member '{address}'");
+            if (op == "leave") cluster.Leave(member.Address); else cluster.Down(member.Address);
+            logs.CreateLogger("Coordinator.Admin").LogWarning("Admin: {Operation} of {Address} requested", op, member.Address);
+            return Results.Ok(new MemberOperationResponse(op == "leave" ? "Leaving " + member.Address : "Downing " + member.Address,
+                member.Address.ToString(), op));
+        });
+
+        app.MapGet("/cluster/singleton", async (LedgerGateway ledger, CancellationToken ct) =>
+        {
+            var l = await ledger.Ask<LeaderReply>(GetLeader.Instance, ct);
+            return Results.Ok(new SingletonResponse(l.Node, l.Address, l.Epoch, l.Since));
+        }).AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
+    }
+
+    /// <summary>Null when allowed; otherwise the 401/403 problem. Off (403) when no token is configured.</summary>
+    public static IResult? Authorize(HttpRequest request, string? configured, string what)
+    {
+        if (string.IsNullOrEmpty(configured))
+            return Problems.Make(403, "admin-disabled", "Administration is disabled",
+                $"set coordinator.http.{what}-token to enable mutating {what} routes");
+        var header = request.Headers.Authorization.ToString();
+        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            return Problems.Make(401, "unauthorized", "A bearer token is required", "send Authorization: Bearer <token>");
+        return TokenEquals(header["Bearer ".Length..].Trim(), configured)
+            ? null
+            : Problems.Make(403, "forbidden", "The token is not valid", "the bearer token does not match");
+    }
+
+    /// <summary>Constant-time comparison (of hashes, so that the lengths do not leak either).</summary>
+    public static bool TokenEquals(string presented, string configured) =>
+        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), SHA256.HashData(Encoding.UTF8.GetBytes(configured)));
+
+    private static async Task<MembersResponse> Members(ActorSystem system, LedgerGateway ledger, CancellationToken ct)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var state = cluster.State;
+        string? singletonAddress = null;
+        try { singletonAddress = (await ledger.Ask<LeaderReply>(GetLeader.Instance, ct, TimeSpan.FromSeconds(2))).Address; }
+        catch (NoLeaderException) { }
+        var members = state.Members.OrderBy(m => m, Member.AgeOrdering).Select(m => View(m, cluster, singletonAddress)).ToList();
+        var unreachable = state.Unreachable.Select(m => new UnreachableView(NodeName(m), m.Address.ToString(),
+            state.SeenBy.Select(a => a.ToString()).Order().ToList())).ToList();
+        return new MembersResponse(NodeName(cluster.SelfMember), cluster.SelfAddress.ToString(),
+            state.Leader?.ToString(), members.FirstOrDefault(m => m.Oldest)?.Address,
+            members.FirstOrDefault(m => m.Singleton)?.Node, members, unreachable);
+    }
+
+    private static MemberView View(Member m, Akka.Cluster.Cluster cluster, string? singletonAddress)
+    {
+        var state = cluster.State;
+        var oldest = state.Members.Where(x => x.Status == MemberStatus.Up).OrderBy(x => x, Member.AgeOrdering).FirstOrDefault();
+        // Akka.NET keeps a member's up-number internal; its rank in age order (1 = oldest) carries the same meaning.
+        var upNumber = state.Members.OrderBy(x => x, Member.AgeOrdering).TakeWhile(x => x.Address != m.Address).Count() + 1;
+        return new MemberView(NodeName(m), m.Address.ToString(), m.Status.ToString(),
+            m.Roles.Order(StringComparer.Ordinal).ToList(), upNumber, !state.Unreachable.Contains(m),
+            oldest?.Address == m.Address, state.Leader == m.Address, singletonAddress == m.Address.ToString());
+    }
+
+    private static string NodeName(Member m) =>
+        m.Roles.FirstOrDefault(r => r.StartsWith(CoordinatorSettings.NodeRolePrefix, StringComparison.Ordinal))?[CoordinatorSettings.NodeRolePrefix.Length..]
+        ?? m.Address.ToString();
+
+    /// <summary>A member is named by its Akka address (with or without the akka.tcp:// prefix) or its node name.</summary>
+    private static bool Matches(MemberView m, string key)
+    {
+        var k = Uri.UnescapeDataString(key);
+        return m.Node.Equals(k, StringComparison.OrdinalIgnoreCase) || m.Address == k || m.Address.EndsWith("://" + k, StringComparison.Ordinal)
+               || m.Address.EndsWith("@" + k, StringComparison.Ordinal);
+    }
+}
