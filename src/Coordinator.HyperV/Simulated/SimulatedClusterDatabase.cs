@@ -171,9 +171,10 @@ public sealed class SimulatedClusterDatabase
     });
 
     /// <summary>Writes the node's heartbeat. It does not bring a node that was declared down back up: only
-    /// <see cref="RegisterNode"/> does (a down node must rejoin). False when the node is unknown.</summary>
-    public bool Heartbeat(string name) =>
-        Write(c => Exec(c, "UPDATE nodes SET last_heartbeat = @t WHERE name = @n", ("@t", NowMs()), ("@n", name)) > 0);
+    /// <see cref="RegisterNode"/> does (a down node must rejoin). True when the node is known and up.</summary>
+    public bool Heartbeat(string name) => Write(c =>
+        Exec(c, "UPDATE nodes SET last_heartbeat = @t WHERE name = @n", ("@t", NowMs()), ("@n", name)) > 0
+        && GetNode(c, name) is { Up: true });
 
     /// <summary>
     /// One pass of the cluster service's failover logic, as any node (or a test) runs it: every up node whose heartbeat

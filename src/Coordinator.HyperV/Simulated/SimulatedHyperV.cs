@@ -17,6 +17,10 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
     /// <summary>The code carried by JobFailed errors (Msvm_ConcreteJob's "Failed").</summary>
     public const long JobFailedCode = 32768;
 
+    /// <summary>How long after its expected end (move delay + failover-after) the cluster service settles a move whose
+    /// requester died while the group was Pending.</summary>
+    public static readonly TimeSpan AbandonedMoveGrace = TimeSpan.FromSeconds(5);
+
     private readonly long _memoryMb;
     private readonly int _logicalProcessors;
     private readonly SimulatedHyperVOptions _options;
@@ -69,12 +73,10 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
     }
 
     /// <summary>One heartbeat and one failover scan, as the background loop does at each interval. Returns the owner
-    /// changes this node's scan wrote (empty when there was nothing to fail over, or another node did it).</summary>
-    public IReadOnlyList<SimulatedOwnerChange> RunServiceOnce()
-    {
-        Database.Heartbeat(NodeName);
-        return Database.RunFailoverScan(_options.FailoverAfter, NodeName);
-    }
+    /// changes this node's scan wrote (empty when there was nothing to fail over, or another node did it). A node that
+    /// is not an up member of the cluster (never started, or declared down) only heartbeats: it does not take part.</summary>
+    public IReadOnlyList<SimulatedOwnerChange> RunServiceOnce() =>
+        Database.Heartbeat(NodeName) ? Database.RunFailoverScan(_options.FailoverAfter, NodeName) : [];
 
     /// <summary>Makes outside migrations from this node to <paramref name="host"/> fail (or succeed again).</summary>
     public void SetUnreachableHost(string host, bool unreachable)
@@ -101,13 +103,7 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (loop is not null)
         {
-            try
-            {
-                await loop.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-            }
+            await loop.ConfigureAwait(false); // the thread catches everything
         }
 
         _stopping.Dispose();
@@ -386,8 +382,9 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
             if (string.Equals(target.Name, group.OwnerNode, StringComparison.OrdinalIgnoreCase))
                 return (Move?)null;
             CheckTarget(c, target, vm);
-            // If this process dies before completing the move, the cluster service settles the group after this deadline.
-            var deadline = Database.NowMs() + (long)(_options.MoveDelay + _options.FailoverAfter).TotalMilliseconds;
+            // If this process dies before completing the move, the cluster service settles the group after this deadline
+            // (generous: a slow but living requester must not lose its move to it).
+            var deadline = Database.NowMs() + (long)(_options.MoveDelay + _options.FailoverAfter + AbandonedMoveGrace).TotalMilliseconds;
             SimulatedClusterDatabase.SetGroupState(c, group.VmName, GroupState.Pending, deadline);
             if (kind == ClusterMoveKind.Quick && vm.State == VmPowerState.Running)
                 SimulatedClusterDatabase.SetVmState(c, vm.Name, VmPowerState.Saved);

@@ -39,13 +39,13 @@ public static class ImageEndpoints
 
     public static void MapImageApi(this IEndpointRouteBuilder app)
     {
-        var images = app.MapGroup("/v1/images").AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
+        var images = app.MapGroup("/v1/images").AddEndpointFilter(LedgerEndpoints.TranslateNoLeader).WithTags("images").ProducesProblem(503).ProducesProblem(400);
 
         images.MapGet("", async (LedgerGateway ledger, CancellationToken ct) =>
         {
             var r = await ledger.Ask<ImagesReply>(GetImages.Instance, ct);
             return Results.Ok(new ImagesResponse(r.Epoch, r.Images, r.Leases));
-        });
+        }).Produces<ImagesResponse>().WithName("ListImages");
 
         images.MapGet("/{imageId}", async (string imageId, int? waitMs, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -54,7 +54,7 @@ public static class ImageEndpoints
             var wait = waitMs ?? 0;
             var r = await ledger.Ask<ImageStateReply>(new WatchImage(imageId, wait), ct, TimeSpan.FromMilliseconds(wait) + TimeSpan.FromSeconds(5));
             return Results.Ok(new ImageStateResponse(r.ImageId, r.State, r.Cached, r.Lease, r.Epoch));
-        });
+        }).Produces<ImageStateResponse>().WithName("GetImage");
 
         images.MapPost("/{imageId}/lease", async (string imageId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -82,7 +82,7 @@ public static class ImageEndpoints
                 default:
                     return Problems.BadRequest(r.Error!);
             }
-        });
+        }).Accepts<LeaseRequestBody>("application/json").Produces<CachedResponse>(200).Produces<GrantedResponse>(201).Produces<PendingResponse>(202).ProducesProblem(409).WithName("AcquireImageLease");
 
         images.MapPost("/{imageId}/lease/{leaseId}/renew", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -90,7 +90,7 @@ public static class ImageEndpoints
             if (problem is not null) return problem;
             var r = await ledger.Ask<LeaseActionReply>(new RenewImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
             return r.Status == LeaseActionStatus.Done ? Results.Ok(r.Lease) : ActionProblem(r, imageId, leaseId);
-        });
+        }).Accepts<LeaseTokenBody>("application/json").Produces<Coordinator.Cluster.Ledger.LeaseView>().ProducesProblem(409).ProducesProblem(404).WithName("RenewImageLease");
 
         images.MapPost("/{imageId}/lease/{leaseId}/complete", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -100,7 +100,7 @@ public static class ImageEndpoints
             if ((InputRules.CheckBytes("sizeBytes", size) ?? InputRules.CheckChecksum(body.Checksum)) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<LeaseActionReply>(new CompleteImageLease(imageId, leaseId, body.FencingToken!.Value, size, body.Checksum!), ct);
             return r.Status == LeaseActionStatus.Done ? Results.Ok(CachedResponse.From(r.Cached!, r.Epoch)) : ActionProblem(r, imageId, leaseId);
-        });
+        }).Accepts<LeaseCompleteBody>("application/json").Produces<CachedResponse>().ProducesProblem(409).ProducesProblem(404).WithName("CompleteImageLease");
 
         images.MapPost("/{imageId}/lease/{leaseId}/abort", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -108,7 +108,7 @@ public static class ImageEndpoints
             if (problem is not null) return problem;
             var r = await ledger.Ask<LeaseActionReply>(new AbortImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
             return r.Status == LeaseActionStatus.Done ? Results.NoContent() : ActionProblem(r, imageId, leaseId);
-        });
+        }).Accepts<LeaseTokenBody>("application/json").Produces(204).ProducesProblem(409).ProducesProblem(404).WithName("AbortImageLease");
 
         images.MapPost("/{imageId}/ensure", async (string imageId, ImageFetcher fetcher, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -122,14 +122,14 @@ public static class ImageEndpoints
             {
                 return Problems.Make(e.Status, e.Type, e.Title, e.Message);
             }
-        });
+        }).Produces<CachedResponse>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(502).WithName("EnsureImage");
 
         images.MapPost("/evict", async (double? olderThanSeconds, LedgerGateway ledger, CancellationToken ct) =>
         {
             if (olderThanSeconds is < 0) return Problems.BadRequest("olderThanSeconds must not be negative");
             var r = await ledger.Ask<EvictReply>(new EvictImages(olderThanSeconds is { } s ? TimeSpan.FromSeconds(s) : null), ct);
             return Results.Ok(new EvictResponse(r.Epoch, r.Evicted));
-        });
+        }).Produces<EvictResponse>().WithName("EvictImages");
     }
 
     private static async Task<(T? Body, IResult? Problem)> ReadToken<T>(string imageId, string leaseId, HttpRequest request,

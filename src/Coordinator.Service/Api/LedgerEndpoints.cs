@@ -16,13 +16,13 @@ public static class LedgerEndpoints
 
     public static void MapLedgerApi(this IEndpointRouteBuilder app)
     {
-        var v1 = app.MapGroup("/v1").AddEndpointFilter(TranslateNoLeader);
+        var v1 = app.MapGroup("/v1").AddEndpointFilter(TranslateNoLeader).WithTags("volumes").ProducesProblem(503).ProducesProblem(400);
 
         v1.MapGet("/volumes", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             var r = await ledger.Ask<VolumesReply>(GetVolumes.Instance, ct);
             return WithEpoch(http, r.Epoch, Results.Ok(new VolumesResponse(r.Epoch, r.Volumes)));
-        });
+        }).Produces<VolumesResponse>().WithName("ListVolumes");
 
         v1.MapGet("/volumes/{volume}/quotas", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
@@ -30,7 +30,7 @@ public static class LedgerEndpoints
             return r.Quotas is null
                 ? Problems.NotFound($"unknown volume '{volume}'")
                 : WithEpoch(http, r.Epoch, Results.Ok(new QuotasResponse(r.Epoch, volume, r.Policy, r.Quotas)));
-        });
+        }).Produces<QuotasResponse>().ProducesProblem(404).WithName("GetQuotas");
 
         v1.MapGet("/volumes/{volume}/quotas/{node}", async (string volume, string node, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
@@ -40,7 +40,7 @@ public static class LedgerEndpoints
             var q = r.Quotas.Single();
             return WithEpoch(http, r.Epoch, Results.Ok(new NodeQuotaResponse(r.Epoch, volume, r.Policy, q.Node, q.Live,
                 q.ClaimedBytes, q.FreeBytes, q.QuotaBytes)));
-        });
+        }).Produces<NodeQuotaResponse>().ProducesProblem(404).WithName("GetNodeQuota");
 
         v1.MapGet("/volumes/{volume}/reservations", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
@@ -48,9 +48,11 @@ public static class LedgerEndpoints
             return r.VolumeKnown
                 ? WithEpoch(http, r.Epoch, Results.Ok(new ReservationsResponse(r.Epoch, volume, r.Reservations)))
                 : Problems.NotFound($"unknown volume '{volume}'");
-        });
+        }).Produces<ReservationsResponse>().ProducesProblem(404).WithName("ListReservations");
 
-        v1.MapPut("/volumes/{volume}/reservations/{consumerId}", PutReservation);
+        v1.MapPut("/volumes/{volume}/reservations/{consumerId}", PutReservation)
+            .Accepts<ReservationBody>("application/json").Produces<ReservationResponse>(201).Produces<ReservationResponse>(200)
+            .ProducesProblem(409).ProducesProblem(404).ProducesProblem(413).WithName("PutReservation");
 
         v1.MapDelete("/volumes/{volume}/reservations/{consumerId}", async (string volume, string consumerId, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
@@ -62,7 +64,7 @@ public static class LedgerEndpoints
                 ReleaseStatus.UnknownVolume => Problems.NotFound($"unknown volume '{volume}'"),
                 _ => Problems.NotFound($"no reservation for '{consumerId}' on {volume}"),
             };
-        });
+        }).Produces(204).ProducesProblem(404).WithName("ReleaseReservation");
 
         v1.MapPost("/volumes/{volume}/rescan", async (string volume, LedgerGateway ledger, CoordinatorSettings settings, HttpContext http, CancellationToken ct) =>
         {
@@ -71,13 +73,13 @@ public static class LedgerEndpoints
             if (r.Volume is null) return Problems.NotFound(r.Error ?? $"unknown volume '{volume}'");
             if (r.Error is not null) return Problems.Make(502, "scan-failed", "The volume could not be measured", r.Error);
             return WithEpoch(http, r.Epoch, Results.Ok(r.Volume));
-        });
+        }).Produces<Coordinator.Domain.VolumeView>().ProducesProblem(404).WithName("RescanVolume");
 
         v1.MapGet("/leader", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             var r = await ledger.Ask<LeaderReply>(GetLeader.Instance, ct);
             return WithEpoch(http, r.Epoch, Results.Ok(new LeaderResponse(r.Node, r.Address, r.Epoch, r.Since)));
-        });
+        }).Produces<LeaderResponse>().WithName("GetLeader");
     }
 
     private static async Task<IResult> PutReservation(string volume, string consumerId, HttpRequest request,

@@ -1,6 +1,7 @@
 using Coordinator.Cluster.Configuration;
 using Coordinator.HyperV;
 using Coordinator.HyperV.Simulated;
+using Coordinator.HyperV.Windows;
 
 namespace Coordinator.Service.Hosting;
 
@@ -20,7 +21,11 @@ public sealed class HyperVBackend : IHostedService, IAsyncDisposable
         var h = settings.HyperV;
         if (h.Backend == "windows")
         {
-            throw new HyperVException(HyperVErrorKind.PlatformUnsupported, "the windows backend is not wired in this build");
+            // Refuses clearly (PlatformUnsupported) where Hyper-V, Failover Clustering or clusapi.dll are missing.
+            var (host, cluster) = WindowsBackend.Create(settings.NodeName);
+            Host = host;
+            Cluster = cluster;
+            return;
         }
         Directory.CreateDirectory(Path.GetDirectoryName(h.SimulatedDatabase)!);
         _simulated = new SimulatedHyperV(settings.NodeName, h.SimulatedMemoryMb, h.SimulatedLogicalProcessors, h.SimulatedDatabase,

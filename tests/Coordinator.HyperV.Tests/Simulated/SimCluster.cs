@@ -17,6 +17,14 @@ internal sealed class SimCluster : IAsyncDisposable
 
     private readonly List<SimulatedHyperV> _nodes = [];
 
+    static SimCluster()
+    {
+        // One test process stands in for several node processes, each of which would have a thread pool of its own; the
+        // simulator's SQLite calls block pool threads while they wait for the database lock.
+        ThreadPool.GetMinThreads(out var workers, out var io);
+        ThreadPool.SetMinThreads(Math.Max(workers, 32), io);
+    }
+
     public SimCluster()
     {
         Root = Path.Combine(Path.GetTempPath(), "simhv-" + Guid.NewGuid().ToString("N"));

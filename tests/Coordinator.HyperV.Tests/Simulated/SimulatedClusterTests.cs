@@ -136,6 +136,7 @@ public sealed class SimulatedClusterTests : IAsyncLifetime
 
         var e = await Refused(HyperVErrorKind.JobFailed, () => a.MoveVmRoleAsync("ha", "node-b", ClusterMoveKind.Quick, TimeSpan.FromSeconds(5), default));
         Assert.Equal(SimulatedHyperV.JobFailedCode, e.Code);
+        Assert.EndsWith("simulated move failure", e.Message);
         Assert.Equal(new GroupOwner("ha", "node-a", GroupState.Online), _cluster.Db.GetGroup("ha"));
         Assert.Equal(VmPowerState.Running, (await a.GetVmAsync("ha", default))!.State);
         Assert.Equal([("node-a", GroupState.Pending), ("node-a", GroupState.Online)], Changes("ha", mark));
@@ -349,5 +350,41 @@ public sealed class SimulatedClusterTests : IAsyncLifetime
         _cluster.Db.ForceOwner("ha", "node-b", GroupState.Failed);
         Assert.Equal(VmPowerState.Off, (await b.GetVmAsync("ha", default))!.State);
         Assert.Throws<HyperVException>(() => _cluster.Db.ForceOwner("no-role", "node-b", GroupState.Online));
+    }
+
+    [Fact]
+    public async Task A_moving_role_refuses_power_changes_and_removal()
+    {
+        var slow = SimCluster.Fast with { MoveDelay = TimeSpan.FromSeconds(1) };
+        var a = await _cluster.NodeAsync("node-a", options: slow);
+        await _cluster.NodeAsync("node-b", options: slow);
+        await _cluster.VmAsync(a, "ha", clustered: true);
+        var move = a.MoveVmRoleAsync("ha", "node-b", ClusterMoveKind.Quick, TimeSpan.FromSeconds(10), default);
+        await SimCluster.EventuallyAsync(() => _cluster.Db.GetGroup("ha")!.State == GroupState.Pending, "the group is pending");
+        await Refused(HyperVErrorKind.InvalidState, () => a.StopVmAsync("ha", default));
+        await Refused(HyperVErrorKind.InvalidState, () => a.StartVmAsync("ha", default));
+        await Refused(HyperVErrorKind.InvalidState, () => a.RemoveVmRoleAsync("ha", default));
+        await Refused(HyperVErrorKind.InvalidState, () => a.MoveVmRoleAsync("ha", "node-b", ClusterMoveKind.Live, TimeSpan.FromSeconds(5), default));
+        await move;
+        Assert.Equal(new GroupOwner("ha", "node-b", GroupState.Online), _cluster.Db.GetGroup("ha"));
+    }
+
+    [Fact]
+    public async Task A_move_abandoned_by_a_dead_requester_is_settled_by_the_cluster_service()
+    {
+        var a = await _cluster.NodeAsync("node-a");
+        await _cluster.NodeAsync("node-b");
+        await _cluster.VmAsync(a, "ha", clustered: true);
+        var mark = _cluster.Db.LastOwnerChangeSeq();
+
+        _cluster.Db.ForceOwner("ha", "node-a", GroupState.Pending, settleAfter: TimeSpan.FromMilliseconds(300));
+        await SimCluster.EventuallyAsync(() => _cluster.Db.GetGroup("ha")!.State != GroupState.Pending, "the move is settled");
+        Assert.Equal(new GroupOwner("ha", "node-a", GroupState.Online), _cluster.Db.GetGroup("ha"));
+        Assert.Equal(VmPowerState.Running, (await a.GetVmAsync("ha", default))!.State);
+        Assert.Equal([("node-a", GroupState.Pending), ("node-a", GroupState.Online)], Changes("ha", mark));
+
+        _cluster.Db.ForceOwner("ha", "node-a", GroupState.Pending); // no deadline: pending until changed again
+        await Task.Delay(400);
+        Assert.Equal(GroupState.Pending, _cluster.Db.GetGroup("ha")!.State);
     }
 }
