@@ -2,6 +2,8 @@
 # A throwaway PostgreSQL server on 127.0.0.1 for tests: its own port, its own temp folder, stopped by PID.
 #   scripts/pg-throwaway.sh start DIR PORT   -> initdb into DIR, start, print a connection string
 #   scripts/pg-throwaway.sh stop DIR         -> stop exactly the server whose data folder is DIR, remove DIR
+#   scripts/pg-throwaway.sh pause DIR        -> stop the server but keep its data (a database outage)
+#   scripts/pg-throwaway.sh resume DIR PORT  -> start it again on the same port
 # Debian's postgresql package provides the binaries (.ci/run installs it when missing). As root, the server runs as
 # the 'postgres' user (PostgreSQL refuses to run as root).
 set -euo pipefail
@@ -31,6 +33,14 @@ case "$cmd" in
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
     echo "Host=127.0.0.1;Port=$port;Username=coordinator;Database=postgres;Pooling=true"
     ;;
+  pause)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null
+    ;;
+  resume)
+    port=${3:?port}
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+    ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then
       as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null || {
@@ -38,5 +48,5 @@ case "$cmd" in
     fi
     rm -rf "$dir"
     ;;
-  *) echo "usage: $0 start DIR PORT | stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR PORT | pause DIR | resume DIR PORT | stop DIR" >&2; exit 2 ;;
 esac

@@ -29,6 +29,8 @@ public static class PersistenceHocon
                   connection-string = {{conn}}
                   provider-name = "{{name}}"
                   auto-initialize = on
+                  # After a database outage the ledger should be back within seconds, not Akka's default 30 s.
+                  circuit-breaker { max-failures = 5, call-timeout = 10s, reset-timeout = 2s }
                 }
               }
               snapshot-store {
@@ -37,6 +39,7 @@ public static class PersistenceHocon
                   connection-string = {{conn}}
                   provider-name = "{{name}}"
                   auto-initialize = on
+                  circuit-breaker { max-failures = 5, call-timeout = 10s, reset-timeout = 2s }
                 }
               }
             }
