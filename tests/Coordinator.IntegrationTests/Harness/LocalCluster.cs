@@ -20,11 +20,13 @@ public sealed class LocalCluster : IDisposable
     public IReadOnlyList<NodeInfo> Nodes { get; }
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(15) };
 
-    public LocalCluster(int size, string extraHocon = "", string namePrefix = "hv")
+    public LocalCluster(int size, string extraHocon = "", string namePrefix = "hv", Func<int, NodePlacement>? placement = null)
     {
         _extraHocon = extraHocon;
         Directory.CreateDirectory(Root);
-        Nodes = Enumerable.Range(1, size).Select(i => new NodeInfo($"{namePrefix}{i:00}", FreePort(), FreePort())).ToList();
+        Nodes = Enumerable.Range(1, size).Select(i => placement is null
+            ? new NodeInfo($"{namePrefix}{i:00}", FreePort(), FreePort())
+            : new NodeInfo($"{namePrefix}{i:00}", 7070, 4053, placement(i))).ToList();
         foreach (var n in Nodes) File.WriteAllText(ConfigPath(n), SiteConfig(n));
     }
 
@@ -43,7 +45,7 @@ public sealed class LocalCluster : IDisposable
 
     public NodeInfo Node(string name) => Nodes.Single(n => n.Name == name);
 
-    public Uri Url(NodeInfo n, string path) => new($"http://127.0.0.1:{n.HttpPort}{path}");
+    public Uri Url(NodeInfo n, string path) => new($"http://{n.Placement.UrlHost}:{n.HttpPort}{path}");
 
     private string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
 
@@ -54,7 +56,7 @@ public sealed class LocalCluster : IDisposable
 
     private string SiteConfig(NodeInfo n)
     {
-        var seeds = string.Join(", ", Nodes.Select(s => $"\"akka.tcp://coordinator@127.0.0.1:{s.AkkaPort}\""));
+        var seeds = string.Join(", ", Nodes.Select(s => $"\"akka.tcp://coordinator@{s.Placement.AkkaHost}:{s.AkkaPort}\""));
         return $$"""
             coordinator {
               node-name = "{{n.Name}}"
@@ -72,6 +74,8 @@ public sealed class LocalCluster : IDisposable
             }
             akka.remote.dot-netty.tcp.port = {{n.AkkaPort}}
             akka.cluster.seed-nodes = [{{seeds}}]
+            akka.remote.dot-netty.tcp.hostname = "{{n.Placement.AkkaHost}}"
+            coordinator.http.host = "{{n.Placement.HttpHost}}"
             {{_extraHocon}}
             """;
     }
@@ -99,7 +103,9 @@ public sealed class LocalCluster : IDisposable
         // exec: the shell becomes dotnet, so the PID we hold is the node's own.
         var psi = new ProcessStartInfo("/bin/sh")
         {
-            ArgumentList = { "-c", $"exec dotnet \"{ServiceDll()}\" --config \"{ConfigPath(n)}\" >>\"{LogPath(n)}\" 2>&1" },
+            // In a network namespace, `ip netns exec` enters it and execs dotnet: the PID is still the node's own.
+            ArgumentList = { "-c", (n.Placement.Netns is { } ns ? $"exec ip netns exec {ns} " : "exec ")
+                                   + $"dotnet \"{ServiceDll()}\" --config \"{ConfigPath(n)}\" >>\"{LogPath(n)}\" 2>&1" },
             UseShellExecute = false,
         };
         psi.Environment["DOTNET_gcServer"] = "0";
@@ -197,6 +203,15 @@ public sealed class LocalCluster : IDisposable
     }
 }
 
-public sealed record NodeInfo(string Name, int HttpPort, int AkkaPort);
+public sealed record NodeInfo(string Name, int HttpPort, int AkkaPort, NodePlacement? Where = null)
+{
+    public NodePlacement Placement => Where ?? NodePlacement.Loopback;
+}
+
+/// <summary>Where a node runs: loopback (default), or a network namespace with its own addresses.</summary>
+public sealed record NodePlacement(string AkkaHost, string HttpHost, string UrlHost, string? Netns)
+{
+    public static readonly NodePlacement Loopback = new("127.0.0.1", "127.0.0.1", "127.0.0.1", null);
+}
 
 public sealed record LeaderInfo(string Node, string Address, long Epoch, DateTimeOffset Since);
