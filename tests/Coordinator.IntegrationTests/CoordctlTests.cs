@@ -1,153 +1,409 @@
-using System.Net.Http.Json;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using Coordinator.Client;
 using Coordinator.IntegrationTests.Harness;
 using Xunit.Abstractions;
 
 namespace Coordinator.IntegrationTests;
 
-/// <summary>The real coordctl against a real three-node cluster.</summary>
-public sealed class CoordctlTests(ITestOutputHelper output) : IAsyncLifetime
+/// <summary>A three-node cluster shared by the tests that do not change its membership.</summary>
+public sealed class CoordctlCluster : IAsyncLifetime
 {
-    private LocalCluster _cluster = null!;
+    public LocalCluster Cluster { get; } = new(3);
 
     public async Task InitializeAsync()
     {
-        _cluster = new LocalCluster(3);
-        _cluster.StartAll();
-        await _cluster.WaitReadyAsync(_cluster.Nodes, TimeSpan.FromSeconds(90));
+        Cluster.StartAll();
+        await Cluster.WaitReadyAsync(Cluster.Nodes, TimeSpan.FromSeconds(90));
     }
 
-    private string Endpoint(NodeInfo n) => _cluster.Url(n, "").ToString().TrimEnd('/');
-
-    private async Task<Coordctl.Result> Run(NodeInfo via, params string[] args)
+    public Task DisposeAsync()
     {
-        var r = await Coordctl.RunAsync([.. args, "--endpoint", Endpoint(via)]);
-        output.WriteLine($"$ coordctl {string.Join(' ', args)}  -> {r.ExitCode}\n{r.Stdout}{r.Stderr}");
+        Cluster.Dispose();
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// The real coordctl binary against a real three-node cluster: tables, --json (the API's bytes), refusals without the
+/// admin token (exit 1, nothing changes), usage errors (2), an endpoint where nothing listens (3). Membership changes
+/// are in <see cref="CoordctlMembershipTests"/>, on a cluster of their own.
+/// </summary>
+public sealed class CoordctlTests(CoordctlCluster fixture, ITestOutputHelper output) : IClassFixture<CoordctlCluster>
+{
+    private LocalCluster Cluster => fixture.Cluster;
+
+    private NodeInfo Via => Cluster.Nodes[0];
+
+    private async Task<Coordctl.Result> Run(params string[] args)
+    {
+        var r = await Coordctl.RunAsync([.. args, "--endpoint", CoordctlRun.Endpoint(Cluster, Via)]);
+        output.WriteLine($"$ coordctl {string.Join(' ', args)}\n{r}");
         return r;
     }
 
-    private async Task<JsonElement> Members(NodeInfo via) =>
-        JsonDocument.Parse((await Run(via, "cluster", "show", "--json")).Stdout).RootElement.Clone();
-
     [Fact]
-    public async Task Show_json_and_refusals_without_the_admin_token()
+    public async Task Cluster_show_lists_three_Up_members_and_marks_the_singleton_host()
     {
-        var via = _cluster.Nodes[0];
-        var show = await Run(via, "cluster", "show");
+        var leader = await Cluster.LeaderAsync(Via);
+        var show = await Run("cluster", "show");
+
         Assert.Equal(0, show.ExitCode);
-        foreach (var n in _cluster.Nodes) Assert.Contains(n.Name, show.Stdout);
-        Assert.Contains("singleton", show.Stdout);
-        var members = await Members(via);
-        Assert.Equal(3, members.GetProperty("members").EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up"));
-        var singleton = members.GetProperty("singletonNode").GetString();
-        Assert.Equal((await _cluster.LeaderAsync(via)).Node, singleton);
-        Assert.Single(members.GetProperty("members").EnumerateArray(), m => m.GetProperty("singleton").GetBoolean());
-
-        // --json prints what the API returns.
-        foreach (var (verb, path) in new[] { ("volumes", "/v1/volumes"), ("nodes", "/v1/nodes") })
-        {
-            var cli = JsonDocument.Parse((await Run(via, verb, "--json")).Stdout).RootElement;
-            var api = await _cluster.Http.GetFromJsonAsync<JsonElement>(_cluster.Url(via, path));
-            Assert.Equal(Strip(api), Strip(cli));
-        }
-        var apiMembers = await _cluster.Http.GetFromJsonAsync<JsonElement>(_cluster.Url(via, "/cluster/members"));
-        Assert.Equal(Strip(apiMembers), Strip(members));
-
-        // Without the token, and with a wrong one, mutating routes are refused (exit 1) and change nothing.
-        var victim = _cluster.Nodes[2].Name;
-        foreach (var args in new[] { new[] { "cluster", "leave", victim }, ["cluster", "down", victim], ["drain", victim],
-                     ["cluster", "leave", victim, "--token", "wrong"], ["cluster", "down", victim, "--token", "wrong"] })
-        {
-            var r = await Run(via, args);
-            Assert.Equal(1, r.ExitCode);
-            Assert.Matches("refused \\((401|403)\\)", r.Stderr);
-        }
-        await Task.Delay(1000);
-        Assert.Equal(3, (await Members(via)).GetProperty("members").EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up"));
-
-        // The typed client: a refusal is a result carrying the problem, not an exception.
-        using (var client = new Coordinator.Client.CoordinatorClient(_cluster.Url(via, "/")))
-        {
-            var ok = await client.ReserveAsync("Volume1", "cli-vm", "hv01", 1L << 30);
-            Assert.True(ok.IsSuccess);
-            Assert.Equal("created", ok.Value!.Status);
-            var again = await client.ReserveAsync("Volume1", "cli-vm", "hv01", 1L << 30);
-            Assert.Equal("unchanged", again.Value!.Status);
-            var refused = await client.ReserveAsync("Volume1", "cli-big", "hv01", 1L << 50);
-            Assert.False(refused.IsSuccess);
-            Assert.Equal(409, refused.Status);
-            Assert.Equal("insufficient-space", refused.Problem!.Slug);
-            Assert.True(refused.Problem.Long("freeBytes") > 0);
-            var reservations = await Run(via, "reservations", "Volume1");
-            Assert.Contains("cli-vm", reservations.Stdout);
-            Assert.Contains("1 GiB", reservations.Stdout);
-        }
-
-        Assert.Equal(2, (await Run(via, "no-such-verb")).ExitCode);
-        Assert.Equal(3, (await Coordctl.RunAsync("volumes", "--endpoint", "http://127.0.0.1:1")).ExitCode);
+        var rows = CoordctlRun.MemberRows(show.Stdout);
+        Assert.Equal(Cluster.Nodes.Select(n => n.Name).Order(), rows.Keys.Order());
+        Assert.All(rows.Values, row => Assert.Contains(" Up ", row));
+        Assert.Contains("singleton", rows[leader.Node]);
+        Assert.Single(rows.Values, row => row.Contains("singleton"));
+        Assert.Equal(leader.Node, CoordctlRun.SingletonOf(show.Stdout));
+        Assert.Empty(show.Stderr);
     }
 
     [Fact]
-    public async Task Leave_moves_the_singleton_and_down_removes_a_killed_node()
+    public async Task Json_output_is_what_the_API_returns()
     {
-        var token = new[] { "--token", LocalCluster.AdminToken };
-        var via = _cluster.Nodes[1];
-        var before = (await Members(via)).GetProperty("singletonNode").GetString()!;
-        var oldest = (await Members(via)).GetProperty("members").EnumerateArray().Single(m => m.GetProperty("oldest").GetBoolean()).GetProperty("node").GetString()!;
-        Assert.Equal(before, oldest);
-
-        Assert.Equal(0, (await Run(via, ["cluster", "leave", oldest, .. token])).ExitCode);
-        var survivor = _cluster.Nodes.First(n => n.Name != oldest);
-        string? after = null;
-        for (var i = 0; i < 60; i++)
+        foreach (var (args, path) in new[]
+                 {
+                     (new[] { "cluster", "show" }, "/cluster/members"), (["volumes"], "/v1/volumes"), (["nodes"], "/v1/nodes"),
+                     (["quotas", "Volume1"], "/v1/volumes/Volume1/quotas"), (["vms"], "/v1/vms"), (["images"], "/v1/images"),
+                 })
         {
-            try
-            {
-                var m = await Members(survivor);
-                after = m.GetProperty("singletonNode").ValueKind == JsonValueKind.String ? m.GetProperty("singletonNode").GetString() : null;
-                if (after is not null && after != oldest && m.GetProperty("members").EnumerateArray().All(x => x.GetProperty("node").GetString() != oldest)) break;
-            }
-            catch (JsonException) { }
-            await Task.Delay(500);
+            var cli = await Run([.. args, "--json"]);
+            Assert.Equal(0, cli.ExitCode);
+            using var api = await Cluster.Http.GetAsync(Cluster.Url(Via, path));
+            var apiBody = await api.Content.ReadAsStringAsync();
+            Assert.Equal(Stable(apiBody), Stable(cli.Stdout));
         }
-        Assert.NotNull(after);
-        Assert.NotEqual(oldest, after);
-        Assert.Contains($"singleton (ledger) on {after}", (await Run(survivor, "cluster", "show")).Stdout);
 
-        // SIGKILL another node, then down it with coordctl: it disappears from the membership.
-        var victim = _cluster.Nodes.First(n => n.Name != oldest && n.Name != survivor.Name);
-        _cluster.Kill(victim);
-        await Task.Delay(500);
-        Assert.Equal(0, (await Run(survivor, ["cluster", "down", victim.Name, .. token])).ExitCode);
-        var gone = false;
-        for (var i = 0; i < 40 && !gone; i++)
-        {
-            gone = (await Members(survivor)).GetProperty("members").EnumerateArray().All(m => m.GetProperty("node").GetString() != victim.Name);
-            if (!gone) await Task.Delay(500);
-        }
-        Assert.True(gone, $"{victim.Name} is still a member after down");
+        // Nothing changes between two reads of the singleton: the bytes are the same, not only the JSON.
+        var leader = await Run("cluster", "leader", "--json");
+        var apiBytes = await Cluster.Http.GetByteArrayAsync(Cluster.Url(Via, "/cluster/singleton"));
+        Assert.Equal(apiBytes, leader.StdoutBytes);
     }
 
-    /// <summary>Drops values that change between two calls (ages, measurement times).</summary>
-    private static string Strip(JsonElement e)
+    [Fact]
+    public async Task Admin_operations_without_the_token_or_with_a_wrong_one_exit_1_and_change_nothing()
     {
-        var node = System.Text.Json.Nodes.JsonNode.Parse(e.GetRawText())!;
-        void Walk(System.Text.Json.Nodes.JsonNode? n)
+        var victim = Cluster.Nodes[2].Name;
+        var before = await Cluster.Http.GetStringAsync(Cluster.Url(Via, "/cluster/members"));
+        foreach (var (args, status) in new[]
+                 {
+                     (new[] { "cluster", "leave", victim }, 401), (["cluster", "down", victim], 401), (["drain", victim], 401),
+                     (["cluster", "leave", victim, "--token", "wrong"], 403), (["cluster", "down", victim, "--token", "wrong"], 403),
+                     (["drain", victim, "--token", "wrong"], 403), (["resume", victim, "--token", "wrong"], 403),
+                 })
         {
-            if (n is System.Text.Json.Nodes.JsonObject o)
+            var r = await Run(args);
+            Assert.Equal(1, r.ExitCode);
+            Assert.Contains($"{status} ", r.Stderr);
+            Assert.Empty(r.Stdout);
+        }
+
+        await Task.Delay(1500); // a leave or down that had slipped through would show by now
+        var after = await Cluster.Http.GetStringAsync(Cluster.Url(Via, "/cluster/members"));
+        Assert.Equal(Stable(before), Stable(after));
+        var members = JsonDocument.Parse(after).RootElement.GetProperty("members");
+        Assert.Equal(3, members.EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up" && m.GetProperty("reachable").GetBoolean()));
+        var nodes = JsonDocument.Parse(await Cluster.Http.GetStringAsync(Cluster.Url(Via, "/v1/nodes"))).RootElement.GetProperty("nodes");
+        Assert.DoesNotContain(nodes.EnumerateArray(), n => n.GetProperty("draining").GetBoolean());
+    }
+
+    [Fact]
+    public async Task Refusals_are_results_of_the_typed_client_and_exit_1_in_coordctl()
+    {
+        using var client = new CoordinatorClient(Cluster.Url(Via, "/"));
+        var created = await client.PutReservationAsync("Volume1", "coordctl-vm", new ReservationRequest("hv01", 3L << 30));
+        Assert.True(created.IsOk, created.ToString());
+        Assert.Equal(201, created.Status);
+        Assert.Equal("created", created.Value.Status);
+        var again = await client.PutReservationAsync("Volume1", "coordctl-vm", new ReservationRequest("hv01", 3L << 30));
+        Assert.Equal("unchanged", again.ValueOrThrow().Status);
+
+        var refused = await client.PutReservationAsync("Volume1", "coordctl-big", new ReservationRequest("hv01", 1L << 50));
+        Assert.False(refused.IsOk);
+        Assert.Equal(409, refused.Status);
+        Assert.Equal(ProblemTypes.InsufficientSpace, refused.Problem.Slug);
+        Assert.InRange(refused.Problem.FreeBytes ?? -1, 0, 100L << 30);
+        Assert.Equal(1L << 50, refused.Problem.RequestedBytes);
+
+        using var wrongToken = new CoordinatorClient(Cluster.Url(Via, "/"), new CoordinatorClientOptions { Token = "wrong" });
+        var forbidden = await wrongToken.LeaveAsync(Cluster.Nodes[2].Name);
+        Assert.Equal(403, forbidden.Status);
+        Assert.Equal(ProblemTypes.Forbidden, forbidden.Problem?.Slug);
+
+        var table = await Run("reservations", "Volume1");
+        Assert.Equal(0, table.ExitCode);
+        Assert.Matches(@"coordctl-vm\s+hv01\s+3 GiB", table.Stdout);
+        var unknown = await Run("quotas", "NoSuchVolume");
+        Assert.Equal(1, unknown.ExitCode);
+        Assert.Contains("404", unknown.Stderr);
+        Assert.Contains("unknown volume 'NoSuchVolume'", unknown.Stderr);
+
+        Assert.Equal(204, (await client.DeleteReservationAsync("Volume1", "coordctl-vm")).Status);
+        Assert.Equal(ProblemTypes.NotFound, (await client.DeleteReservationAsync("Volume1", "coordctl-vm")).Problem?.Slug);
+    }
+
+    [Fact]
+    public async Task Usage_errors_exit_2()
+    {
+        foreach (var args in new[]
+                 {
+                     new[] { "no-such-verb" }, ["cluster", "no-such-verb"], ["cluster"], ["volumes", "--no-such-option"], ["quotas"],
+                     ["events", "--after", "not-a-number"], ["volumes", "--endpoint", "ftp://example"],
+                 })
+        {
+            var r = await Coordctl.RunAsync(args);
+            output.WriteLine($"$ coordctl {string.Join(' ', args)}\n{r}");
+            Assert.Equal(2, r.ExitCode);
+        }
+    }
+
+    [Fact]
+    public async Task An_endpoint_where_nothing_listens_exits_3()
+    {
+        var port = FreePort();
+        var r = await Coordctl.RunAsync(["cluster", "show", "--endpoint", $"http://127.0.0.1:{port}", "--retry-for", "1"], TimeSpan.FromSeconds(30));
+        output.WriteLine(r.ToString());
+        Assert.Equal(3, r.ExitCode);
+        Assert.Contains("unreachable", r.Stderr);
+        Assert.True(r.Elapsed < TimeSpan.FromSeconds(15), $"took {r.Elapsed}");
+    }
+
+    /// <summary>Drops the values that change between two reads (measurements, free bytes that follow them).</summary>
+    private static string Stable(string json)
+    {
+        var node = JsonNode.Parse(json)!;
+        void Walk(JsonNode? n)
+        {
+            if (n is JsonObject o)
             {
-                foreach (var k in new[] { "measuredAt", "usedBytes", "unownedBytes", "freeBytes" }) o.Remove(k);
+                foreach (var k in new[] { "measuredAt", "usedBytes", "unownedBytes", "freeBytes", "quotaBytes" }) o.Remove(k);
                 foreach (var kv in o.ToList()) Walk(kv.Value);
             }
-            else if (n is System.Text.Json.Nodes.JsonArray a) foreach (var x in a) Walk(x);
+            else if (n is JsonArray a) foreach (var x in a) Walk(x);
         }
         Walk(node);
         return node.ToJsonString();
     }
 
-    public Task DisposeAsync()
+    private static int FreePort()
     {
-        _cluster.Dispose();
-        return Task.CompletedTask;
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        var port = ((IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return port;
+    }
+}
+
+/// <summary>
+/// Membership through coordctl on a three-node cluster of its own: a SIGKILLed node is downed and disappears; the
+/// oldest node (the singleton's host) is told to leave and the singleton moves, as cluster show and cluster tail say.
+/// </summary>
+public sealed class CoordctlMembershipTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly LocalCluster _cluster = new(3);
+
+    private async Task<Coordctl.Result> Run(NodeInfo via, params string[] args)
+    {
+        var r = await Coordctl.RunAsync([.. args, "--endpoint", CoordctlRun.Endpoint(_cluster, via)]);
+        output.WriteLine($"$ coordctl {string.Join(' ', args)}  (via {via.Name})\n{r}");
+        return r;
+    }
+
+    [Fact]
+    public async Task Down_removes_a_killed_node_and_leave_of_the_oldest_moves_the_singleton()
+    {
+        _cluster.StartAll();
+        await _cluster.WaitReadyAsync(_cluster.Nodes, TimeSpan.FromSeconds(90));
+        var token = new[] { "--token", LocalCluster.AdminToken };
+
+        var members = JsonDocument.Parse((await Run(_cluster.Nodes[0], "cluster", "show", "--json")).Stdout).RootElement;
+        var oldest = _cluster.Node(members.GetProperty("members").EnumerateArray().Single(m => m.GetProperty("oldest").GetBoolean()).GetProperty("node").GetString()!);
+        Assert.Equal(oldest.Name, members.GetProperty("singletonNode").GetString());
+        var others = _cluster.Nodes.Where(n => n != oldest).ToList();
+        var (survivor, victim) = (others[0], others[1]);
+
+        // 1. SIGKILL a node that is not the singleton's host; down it with coordctl before the failure detector does.
+        _cluster.Kill(victim);
+        var down = await Run(survivor, ["cluster", "down", victim.Name, .. token]);
+        Assert.Equal(0, down.ExitCode);
+        Assert.Contains("Downing", down.Stdout);
+        var removed = await Until(TimeSpan.FromSeconds(20), async () =>
+        {
+            var show = await Run(survivor, "cluster", "show");
+            return show.ExitCode == 0 && !CoordctlRun.MemberRows(show.Stdout).ContainsKey(victim.Name) ? show : null;
+        });
+        Assert.True(removed is not null, $"{victim.Name} is still listed 20 s after cluster down");
+        Assert.Equal([oldest.Name, survivor.Name], CoordctlRun.MemberRows(removed!.Stdout).Keys.Order());
+
+        // 2. The oldest node, host of the singleton, leaves: the singleton moves to the survivor. cluster tail watches.
+        using var tail = Coordctl.Start("cluster", "tail", "--endpoint", CoordctlRun.Endpoint(_cluster, survivor));
+        await Task.Delay(1500);
+        var leave = await Run(survivor, ["cluster", "leave", oldest.Name, .. token]);
+        Assert.Equal(0, leave.ExitCode);
+        Assert.Contains("Leaving", leave.Stdout);
+        var moved = await Until(TimeSpan.FromSeconds(30), async () =>
+        {
+            var show = await Run(survivor, "cluster", "show");
+            return show.ExitCode == 0 && CoordctlRun.SingletonOf(show.Stdout) == survivor.Name
+                   && !CoordctlRun.MemberRows(show.Stdout).ContainsKey(oldest.Name) ? show : null;
+        });
+        Assert.True(moved is not null, $"the singleton did not move to {survivor.Name} within 30 s");
+        Assert.Contains("singleton", CoordctlRun.MemberRows(moved!.Stdout)[survivor.Name]);
+
+        var tailed = await tail.InterruptAsync();
+        output.WriteLine($"$ coordctl cluster tail\n{tailed}");
+        Assert.Equal(0, tailed.ExitCode);
+        Assert.Matches($@"singleton\s+{oldest.Name} -> {survivor.Name}", tailed.Stdout);
+        Assert.Matches($@"removed\s+{oldest.Name}", tailed.Stdout);
+    }
+
+    private static async Task<T?> Until<T>(TimeSpan timeout, Func<Task<T?>> probe) where T : class
+    {
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed < timeout)
+        {
+            if (await probe() is { } found) return found;
+            await Task.Delay(500);
+        }
+        return null;
+    }
+
+    public void Dispose() => _cluster.Dispose();
+}
+
+/// <summary>Reading coordctl's human output.</summary>
+internal static class CoordctlRun
+{
+    public static string Endpoint(LocalCluster cluster, NodeInfo n) => cluster.Url(n, "").ToString().TrimEnd('/');
+
+    /// <summary>The rows of cluster show's member table, by node name.</summary>
+    public static Dictionary<string, string> MemberRows(string show) =>
+        show.Split('\n').TakeWhile(l => !l.StartsWith("singleton:", StringComparison.Ordinal))
+            .Select(l => l.TrimEnd()).Where(l => l.Contains("akka.tcp://", StringComparison.Ordinal))
+            .ToDictionary(l => l.Split(' ', 2)[0]);
+
+    /// <summary>The summary line's singleton host ("singleton: hv02   oldest: ...").</summary>
+    public static string? SingletonOf(string show) =>
+        show.Split('\n').FirstOrDefault(l => l.StartsWith("singleton:", StringComparison.Ordinal))?.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+}
+
+/// <summary>
+/// The typed client's retry rules, against a scripted handler (no cluster): what is retried across a leader change,
+/// how long, and what surfaces as a result or as <see cref="CoordinatorUnavailableException"/>.
+/// </summary>
+public sealed class CoordctlClientRetryTests
+{
+    private sealed class Scripted(params Func<HttpRequestMessage, HttpResponseMessage>[] answers) : HttpMessageHandler
+    {
+        public List<string> Calls { get; } = [];
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            Calls.Add($"{request.Method} {request.RequestUri!.PathAndQuery} {request.Headers.Authorization}");
+            var answer = answers[Math.Min(Calls.Count - 1, answers.Length - 1)];
+            return Task.FromResult(answer(request));
+        }
+    }
+
+    private static HttpResponseMessage NoLeader(HttpRequestMessage _) => NoLeaderAfter(1)(_);
+
+    private static Func<HttpRequestMessage, HttpResponseMessage> NoLeaderAfter(int seconds) => _ =>
+    {
+        var r = Json(503, """{"type":"https://hyperv-coordinator.dev/problems/no-leader","title":"No ledger leader is reachable","status":503,"detail":"the ledger did not answer within 5000 ms"}""",
+            "application/problem+json");
+        r.Headers.RetryAfter = new System.Net.Http.Headers.RetryConditionHeaderValue(TimeSpan.FromSeconds(seconds));
+        return r;
+    };
+
+    private static HttpResponseMessage Refused(HttpRequestMessage _) => throw new HttpRequestException(HttpRequestError.ConnectionError, "Connection refused");
+
+    private static HttpResponseMessage Json(int status, string body, string type = "application/json") =>
+        new((HttpStatusCode)status) { Content = new StringContent(body, System.Text.Encoding.UTF8, type) };
+
+    private const string Leader = """{"node":"hv02","address":"akka.tcp://coordinator@10.0.0.2:4053","epoch":7,"since":"2026-01-01T00:00:00+00:00"}""";
+
+    private static (CoordinatorClient Client, Scripted Handler) Client(CoordinatorClientOptions options, params Func<HttpRequestMessage, HttpResponseMessage>[] answers)
+    {
+        var handler = new Scripted(answers);
+        return (new CoordinatorClient(new HttpClient(handler) { BaseAddress = new Uri("http://node:7070") }, options, ownsHttpClient: true), handler);
+    }
+
+    [Fact]
+    public async Task A_read_is_retried_across_a_leader_change_honouring_Retry_After()
+    {
+        var (client, handler) = Client(new CoordinatorClientOptions(), NoLeader, Refused, _ => Json(200, Leader));
+        var sw = Stopwatch.StartNew();
+        var r = await client.GetLeaderAsync();
+        Assert.True(r.IsOk);
+        Assert.Equal(("hv02", 7L), (r.Value.Node, r.Value.Epoch));
+        Assert.Equal(3, handler.Calls.Count);
+        Assert.True(sw.Elapsed >= TimeSpan.FromSeconds(0.9), $"Retry-After: 1 was not honoured ({sw.Elapsed})");
+    }
+
+    [Fact]
+    public async Task Retry_After_is_capped_and_the_budget_ends_in_CoordinatorUnavailableException()
+    {
+        var options = new CoordinatorClientOptions { RetryBudget = TimeSpan.FromSeconds(1), MaxRetryDelay = TimeSpan.FromMilliseconds(100) };
+        var (client, handler) = Client(options, NoLeaderAfter(30));
+        var sw = Stopwatch.StartNew();
+        var e = await Assert.ThrowsAsync<CoordinatorUnavailableException>(() => client.GetVolumesAsync());
+        Assert.Equal(UnavailableReason.NoLeader, e.Reason);
+        Assert.Equal(ProblemTypes.NoLeader, e.Problem?.Slug);
+        Assert.InRange(sw.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(5));
+        Assert.InRange(handler.Calls.Count, 5, 15);
+    }
+
+    [Fact]
+    public async Task Idempotent_writes_are_retried_other_writes_only_when_the_connection_was_never_made()
+    {
+        var created = """{"volume":"Volume1","consumerId":"vm1","node":"hv01","bytes":1,"path":null,"imageId":null,"createdAt":"2026-01-01T00:00:00+00:00","updatedAt":"2026-01-01T00:00:00+00:00","status":"created","freeBytes":5,"epoch":2}""";
+        var options = new CoordinatorClientOptions { Token = "t0k", MaxRetryDelay = TimeSpan.FromMilliseconds(50) };
+        var (put, putCalls) = Client(options, NoLeader, _ => Json(201, created));
+        Assert.Equal("created", (await put.PutReservationAsync("Volume1", "vm1", new ReservationRequest("hv01", 1))).ValueOrThrow().Status);
+        Assert.Equal(2, putCalls.Calls.Count);
+        Assert.All(putCalls.Calls, c => Assert.EndsWith("Bearer t0k", c));
+
+        // A drain answered 503 may have been applied: it is not repeated.
+        var (drain, drainCalls) = Client(options, NoLeader, _ => Json(202, """{"node":"hv01","draining":true}"""));
+        await Assert.ThrowsAsync<CoordinatorUnavailableException>(() => drain.DrainNodeAsync("hv01"));
+        Assert.Single(drainCalls.Calls);
+
+        // A refused connection never reached the node: safe to send again.
+        var (drain2, drain2Calls) = Client(options, Refused, Refused, _ => Json(202, """{"node":"hv01","draining":true}"""));
+        Assert.True((await drain2.DrainNodeAsync("hv01")).ValueOrThrow().Draining);
+        Assert.Equal(3, drain2Calls.Calls.Count);
+    }
+
+    [Fact]
+    public async Task Refusals_are_results_with_their_problem_and_are_not_retried()
+    {
+        var stale = """{"type":"https://hyperv-coordinator.dev/problems/stale-lease","title":"The lease is not held with this token","status":409,"detail":"stale","currentFencingToken":12,"epoch":3}""";
+        var (client, handler) = Client(new CoordinatorClientOptions(), _ => Json(409, stale, "application/problem+json"));
+        var r = await client.RenewLeaseAsync("cirros", "lease-1", 11);
+        Assert.False(r.IsOk);
+        Assert.Equal(409, r.Status);
+        Assert.Equal(ProblemTypes.StaleLease, r.Problem.Slug);
+        Assert.Equal(12, r.Problem.CurrentFencingToken);
+        Assert.Equal(3, r.Problem.Epoch);
+        Assert.Single(handler.Calls);
+        Assert.Throws<CoordinatorProblemException>(() => r.ValueOrThrow());
+    }
+
+    [Fact]
+    public async Task A_lease_answer_is_cached_granted_or_pending_by_status()
+    {
+        var granted = """{"state":"granted","imageId":"cirros","leaseId":"l1","fencingToken":4,"expiresAt":"2026-01-01T00:00:30+00:00","path":"/csv/_base/cirros/cirros.t4","folder":"/csv/_base/cirros","sizeBytes":1024,"epoch":2}""";
+        var pending = """{"state":"pending","imageId":"cirros","holder":"hv02","fencingToken":4,"retryAfterMs":1000,"epoch":2}""";
+        var (client, _) = Client(new CoordinatorClientOptions(), _ => Json(201, granted), _ => Json(202, pending));
+        var first = (await client.AcquireLeaseAsync("cirros", "hv01", 1024)).ValueOrThrow();
+        Assert.Equal(LeaseState.Granted, first.State);
+        Assert.Equal(4, first.Granted!.FencingToken);
+        var second = (await client.AcquireLeaseAsync("cirros", "hv03", 1024)).ValueOrThrow();
+        Assert.Equal(LeaseState.Pending, second.State);
+        Assert.Equal("hv02", second.Pending!.Holder);
     }
 }

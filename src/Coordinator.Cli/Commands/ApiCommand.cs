@@ -1,52 +1,107 @@
 using System.ComponentModel;
+using System.Globalization;
 using Coordinator.Client;
+using Spectre.Console;
 using Spectre.Console.Cli;
 
 namespace Coordinator.Cli.Commands;
 
-/// <summary>Options every command takes.</summary>
+/// <summary>The options every command takes.</summary>
 public class GlobalSettings : CommandSettings
 {
+    public const string DefaultEndpoint = "http://127.0.0.1:7070";
+
     [CommandOption("--endpoint <URL>")]
-    [Description("A node's API (default http://127.0.0.1:7070, or $COORDCTL_ENDPOINT).")]
+    [Description("A node's API. Default $COORDCTL_ENDPOINT, else " + DefaultEndpoint + ".")]
     public string? Endpoint { get; init; }
 
     [CommandOption("--token <TOKEN>")]
-    [Description("Bearer token (or $COORDCTL_TOKEN).")]
+    [Description("Bearer token for admin routes (leave, down, drain, resume). Default $COORDCTL_TOKEN.")]
     public string? Token { get; init; }
 
     [CommandOption("--json")]
-    [Description("Print the API's JSON unchanged.")]
+    [Description("Print the API's JSON body unchanged (for scripts).")]
     public bool Json { get; init; }
+
+    [CommandOption("--retry-for <SECONDS>")]
+    [Description("How long to keep retrying while no leader answers or the node refuses connections. Default 10.")]
+    public double RetryFor { get; init; } = 10;
 
     public Uri EndpointUri
     {
         get
         {
-            var e = Endpoint ?? Environment.GetEnvironmentVariable("COORDCTL_ENDPOINT") ?? "http://127.0.0.1:7070";
-            return Uri.TryCreate(e, UriKind.Absolute, out var u) ? u : throw new UsageException($"--endpoint: '{e}' is not a URL");
+            var e = Endpoint ?? (Environment.GetEnvironmentVariable("COORDCTL_ENDPOINT") is { Length: > 0 } env ? env : DefaultEndpoint);
+            if (!e.Contains("://", StringComparison.Ordinal)) e = "http://" + e;
+            return Uri.TryCreate(e, UriKind.Absolute, out var u) && (u.Scheme == Uri.UriSchemeHttp || u.Scheme == Uri.UriSchemeHttps)
+                ? u
+                : throw new UsageException($"--endpoint: '{e}' is not an http(s) URL");
         }
     }
 
-    public CoordinatorClient Client() =>
-        new(EndpointUri, Token ?? Environment.GetEnvironmentVariable("COORDCTL_TOKEN"),
-            new CoordinatorClientOptions { RetryBudget = TimeSpan.FromSeconds(15) });
+    public string? EffectiveToken => Token ?? (Environment.GetEnvironmentVariable("COORDCTL_TOKEN") is { Length: > 0 } t ? t : null);
+
+    public override ValidationResult Validate()
+    {
+        if (RetryFor is < 0 or > 3600) return ValidationResult.Error("--retry-for must be between 0 and 3600 seconds");
+        try { _ = EndpointUri; }
+        catch (UsageException e) { return ValidationResult.Error(e.Message); }
+        return ValidationResult.Success();
+    }
+
+    public CoordinatorClient CreateClient(TimeSpan? retryBudget = null) => new(EndpointUri, new CoordinatorClientOptions
+    {
+        Token = EffectiveToken,
+        RetryBudget = retryBudget ?? TimeSpan.FromSeconds(RetryFor),
+        MaxRetryDelay = TimeSpan.FromSeconds(2),
+    });
 }
 
-/// <summary>One API call: --json prints its body unchanged; otherwise <see cref="Render"/> prints a table.</summary>
+/// <summary>
+/// One API call: with --json its body is printed unchanged; otherwise <see cref="Render"/> prints a table. A refusal
+/// prints the problem's title and detail on stderr (and, with --json, its body on stdout) and exits 1.
+/// </summary>
 public abstract class ApiCommand<TSettings, T> : AsyncCommand<TSettings> where TSettings : GlobalSettings
 {
-    protected abstract Task<ApiResult<T>> Call(CoordinatorClient client, TSettings settings);
+    protected abstract Task<ApiResult<T>> Call(CoordinatorClient client, TSettings settings, CancellationToken ct);
 
     protected abstract void Render(T value, TSettings settings);
 
     protected override async Task<int> ExecuteAsync(CommandContext context, TSettings settings, CancellationToken cancellationToken)
     {
-        using var client = settings.Client();
-        var r = await Call(client, settings);
-        if (!r.IsSuccess) return Output.Refused(r.Problem, r.Status);
-        if (settings.Json) Console.WriteLine(r.Body);
-        else Render(r.Value!, settings);
+        using var client = settings.CreateClient();
+        ApiResult<T> r;
+        try
+        {
+            r = await Call(client, settings, cancellationToken);
+        }
+        catch (CoordinatorUnavailableException e)
+        {
+            return Terminal.Unavailable(e);
+        }
+        return Reply.Print(r, settings, v => Render(v, settings));
+    }
+}
+
+public static class Reply
+{
+    /// <summary>--json: the body unchanged; else the rendering. A refusal: its problem on stderr, exit code 1.</summary>
+    public static int Print<TV>(ApiResult<TV> r, GlobalSettings settings, Action<TV> render)
+    {
+        if (!r.IsOk)
+        {
+            if (settings.Json && r.RawBody.Length > 0) Terminal.WriteRaw(r.RawBody);
+            return Terminal.Refused(r.Problem);
+        }
+        if (settings.Json) Terminal.WriteRaw(r.RawBody);
+        else render(r.Value);
         return ExitCodes.Ok;
     }
+}
+
+public static class Format
+{
+    public static string Inv(this int n) => n.ToString(CultureInfo.InvariantCulture);
+
+    public static string Inv(this long n) => n.ToString(CultureInfo.InvariantCulture);
 }

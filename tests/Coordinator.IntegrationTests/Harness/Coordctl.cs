@@ -1,32 +1,134 @@
 using System.Diagnostics;
+using System.Text;
 
 namespace Coordinator.IntegrationTests.Harness;
 
-/// <summary>Runs the real, built coordctl as a process and captures its output and exit code.</summary>
+/// <summary>
+/// Runs the real, built coordctl (src/Coordinator.Cli/bin/&lt;configuration&gt;/net10.0/coordctl.dll) as a process and
+/// captures its stdout (as bytes too, for --json comparisons), stderr and exit code. Every process it starts it waits
+/// for or kills by PID.
+/// </summary>
 public static class Coordctl
 {
-    public sealed record Result(int ExitCode, string Stdout, string Stderr);
+    public sealed record Result(int ExitCode, string Stdout, string Stderr, byte[] StdoutBytes, TimeSpan Elapsed)
+    {
+        public override string ToString() => $"exit {ExitCode} after {Elapsed.TotalSeconds:0.0}s\n{Stdout}{Stderr}";
+    }
 
     public static string Dll()
     {
-        var service = LocalCluster.ServiceDll(); // .../src/Coordinator.Service/bin/<cfg>/net10.0/Coordinator.Service.dll
-        var cfgDir = Path.GetDirectoryName(Path.GetDirectoryName(service))!;
-        var dll = Path.Combine(cfgDir.Replace(Path.Combine("Coordinator.Service", "bin"), Path.Combine("Coordinator.Cli", "bin")), "net10.0", "coordctl.dll");
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Coordinator.sln"))) dir = dir.Parent;
+        if (dir is null) throw new InvalidOperationException("Coordinator.sln not found above " + AppContext.BaseDirectory);
+#if DEBUG
+        const string configuration = "Debug";
+#else
+        const string configuration = "Release";
+#endif
+        var dll = Path.Combine(dir.FullName, "src", "Coordinator.Cli", "bin", configuration, "net10.0", "coordctl.dll");
         return File.Exists(dll) ? dll : throw new FileNotFoundException("build the solution first", dll);
     }
 
-    public static async Task<Result> RunAsync(params string[] args)
+    private static ProcessStartInfo StartInfo(IEnumerable<string> args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+        };
         psi.ArgumentList.Add(Dll());
         foreach (var a in args) psi.ArgumentList.Add(a);
+        // The defaults must not leak in from the developer's shell.
         psi.Environment.Remove("COORDCTL_ENDPOINT");
         psi.Environment.Remove("COORDCTL_TOKEN");
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await p.WaitForExitAsync(timeout.Token);
-        return new Result(p.ExitCode, await stdout, await stderr);
+        psi.Environment["NO_COLOR"] = "1";
+        return psi;
+    }
+
+    /// <summary>Runs coordctl to completion (killed and reported after <paramref name="timeout"/>, 60 s by default).</summary>
+    public static Task<Result> RunAsync(params string[] args) => RunAsync(args, null);
+
+    public static async Task<Result> RunAsync(IEnumerable<string> args, TimeSpan? timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(StartInfo(args)) ?? throw new InvalidOperationException("could not start coordctl");
+        var (stdout, stderr) = Capture(p);
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
+        try
+        {
+            await p.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            p.Kill(entireProcessTree: true);
+            await p.WaitForExitAsync();
+            throw new TimeoutException($"coordctl {string.Join(' ', args)} did not finish within {timeout ?? TimeSpan.FromSeconds(60)}:\n"
+                                       + Encoding.UTF8.GetString(await stdout) + await stderr);
+        }
+        var bytes = await stdout;
+        return new Result(p.ExitCode, Encoding.UTF8.GetString(bytes), await stderr, bytes, sw.Elapsed);
+    }
+
+    /// <summary>A long-running coordctl (tail, events --follow): stopped with SIGINT, as Ctrl+C would.</summary>
+    public sealed class Running : IDisposable
+    {
+        private readonly Process _process;
+        private readonly Task<byte[]> _stdout;
+        private readonly Task<string> _stderr;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+        internal Running(Process process)
+        {
+            _process = process;
+            (_stdout, _stderr) = Capture(process);
+        }
+
+        public int Pid => _process.Id;
+
+        /// <summary>SIGINT, then the result (SIGKILL if it does not stop within 10 s).</summary>
+        public async Task<Result> InterruptAsync()
+        {
+            if (!_process.HasExited) LocalCluster.Signal(_process.Id, "INT");
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            try { await _process.WaitForExitAsync(cts.Token); }
+            catch (OperationCanceledException)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+            var bytes = await _stdout;
+            return new Result(_process.ExitCode, Encoding.UTF8.GetString(bytes), await _stderr, bytes, _clock.Elapsed);
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                if (!_process.HasExited)
+                {
+                    _process.Kill(entireProcessTree: true);
+                    _process.WaitForExit(5000);
+                }
+            }
+            catch (InvalidOperationException) { }
+            _process.Dispose();
+        }
+    }
+
+    public static Running Start(params string[] args) =>
+        new(Process.Start(StartInfo(args)) ?? throw new InvalidOperationException("could not start coordctl"));
+
+    private static (Task<byte[]> Stdout, Task<string> Stderr) Capture(Process p)
+    {
+        p.StandardInput.Close();
+        var stdout = Task.Run(async () =>
+        {
+            using var buffer = new MemoryStream();
+            await p.StandardOutput.BaseStream.CopyToAsync(buffer);
+            return buffer.ToArray();
+        });
+        return (stdout, p.StandardError.ReadToEndAsync());
     }
 }
