@@ -220,7 +220,17 @@ public sealed class CoordctlMembershipTests(ITestOutputHelper output) : IDisposa
         await _cluster.WaitReadyAsync(_cluster.Nodes, TimeSpan.FromSeconds(90));
         var token = new[] { "--token", LocalCluster.AdminToken };
 
-        var members = JsonDocument.Parse((await Run(_cluster.Nodes[0], "cluster", "show", "--json")).Stdout).RootElement;
+        // /readyz says each node is Up in its own view; wait until one node's view holds all three Up as well.
+        var shown = await Until(TimeSpan.FromSeconds(30), async () =>
+        {
+            var show = await Run(_cluster.Nodes[0], "cluster", "show", "--json");
+            if (show.ExitCode != 0) return null;
+            var root = JsonDocument.Parse(show.Stdout).RootElement;
+            var up = root.GetProperty("members").EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up");
+            return up == 3 && root.GetProperty("singletonNode").ValueKind == JsonValueKind.String ? show : null;
+        });
+        Assert.True(shown is not null, "cluster show did not list three Up members within 30 s");
+        var members = JsonDocument.Parse(shown!.Stdout).RootElement;
         var oldest = _cluster.Node(members.GetProperty("members").EnumerateArray().Single(m => m.GetProperty("oldest").GetBoolean()).GetProperty("node").GetString()!);
         Assert.Equal(oldest.Name, members.GetProperty("singletonNode").GetString());
         var others = _cluster.Nodes.Where(n => n != oldest).ToList();
