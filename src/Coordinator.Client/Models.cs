@@ -48,7 +48,10 @@ public sealed record ReservationResponse(string Volume, string ConsumerId, strin
 }
 
 /// <summary>Where the ledger singleton runs (GET /v1/leader); the epoch changes with every new incarnation.</summary>
-public sealed record LeaderResponse(string Node, string Address, long Epoch, DateTimeOffset Since);
+public sealed record LeaderResponse(string Node, string Address, long Epoch, DateTimeOffset Since, LedgerRecovery? Recovery = null);
+
+/// <summary>How the leader's ledger recovered at its start: snapshot used, events replayed on top, duration.</summary>
+public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed, double DurationMs);
 
 // ------------------------------------------------------------------ images
 

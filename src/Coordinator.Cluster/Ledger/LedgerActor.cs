@@ -53,6 +53,12 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private List<(IActorRef To, object Reply)>? _inFlightReplies; // null: no write in flight
     private long _eventsSinceSnapshot;
 
+    // Recovery figures of this incarnation, reported by /v1/leader (recovery time bounds failover time).
+    private readonly long _recoveryStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+    private long _snapshotSequenceNr;
+    private long _eventsReplayed;
+    private LedgerRecovery? _recovery;
+
     // Membership: Akka address -> Hyper-V node name, for members that are Up.
     private readonly Dictionary<Address, string> _liveNodes = new();
 
@@ -94,14 +100,20 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     {
         switch (message)
         {
-            case SnapshotOffer { Snapshot: LedgerSnapshot s }:
+            case SnapshotOffer { Snapshot: LedgerSnapshot s } offer:
                 _ledger = CsvLedger.FromSnapshot(s);
+                _snapshotSequenceNr = offer.Metadata.SequenceNr;
                 break;
             case LedgerEvent e:
                 _ledger.Apply(e);
                 _eventsSinceSnapshot++;
+                _eventsReplayed++;
                 break;
             case RecoveryCompleted:
+                _recovery = new LedgerRecovery(_snapshotSequenceNr, _eventsReplayed,
+                    System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds);
+                _log.Info("Ledger recovered in {0:0} ms: snapshot at sequence number {1}, {2} event(s) replayed",
+                    _recovery.DurationMs, _snapshotSequenceNr, _eventsReplayed);
                 StartIncarnation();
                 break;
         }
@@ -169,7 +181,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             }
             case GetLeader:
                 Reply(new LeaderReply(_ledger.Epoch, _settings.NodeName, _cluster.SelfAddress.ToString(),
-                    _ledger.EpochStartedAt ?? DateTimeOffset.UtcNow));
+                    _ledger.EpochStartedAt ?? DateTimeOffset.UtcNow, _recovery));
                 break;
             case RescanVolume r:
                 if (!_ledger.HasVolume(r.Volume)) Reply(new VolumeReply(_ledger.Epoch, null, $"unknown volume '{r.Volume}'"));

@@ -42,4 +42,7 @@ public sealed record ReservationsReply(long Epoch, string Volume, bool VolumeKno
 
 public sealed record QuotasReply(long Epoch, string Volume, QuotaPolicy Policy, IReadOnlyList<NodeQuota>? Quotas) : ICoordinatorMessage;
 
-public sealed record LeaderReply(long Epoch, string Node, string Address, DateTimeOffset Since) : ICoordinatorMessage;
+public sealed record LeaderReply(long Epoch, string Node, string Address, DateTimeOffset Since, LedgerRecovery? Recovery = null) : ICoordinatorMessage;
+
+/// <summary>How this incarnation of the ledger recovered: from which snapshot, how many events replayed, how long.</summary>
+public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed, double DurationMs);

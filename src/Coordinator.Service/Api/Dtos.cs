@@ -1,4 +1,5 @@
 using Coordinator.Domain;
+using Coordinator.Cluster.Ledger;
 
 namespace Coordinator.Service.Api;
 
@@ -22,6 +23,6 @@ public sealed record QuotasResponse(long Epoch, string Volume, QuotaPolicy Polic
 public sealed record NodeQuotaResponse(long Epoch, string Volume, QuotaPolicy Policy, string Node, bool Live,
     long ClaimedBytes, long FreeBytes, long QuotaBytes);
 
-public sealed record LeaderResponse(string Node, string Address, long Epoch, DateTimeOffset Since);
+public sealed record LeaderResponse(string Node, string Address, long Epoch, DateTimeOffset Since, LedgerRecovery? Recovery);
 
 public sealed record HealthResponse(string Status, string Node, string? MemberStatus = null, string? Leader = null, string? Reason = null);

@@ -78,7 +78,7 @@ public static class LedgerEndpoints
         v1.MapGet("/leader", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             var r = await ledger.Ask<LeaderReply>(GetLeader.Instance, ct);
-            return WithEpoch(http, r.Epoch, Results.Ok(new LeaderResponse(r.Node, r.Address, r.Epoch, r.Since)));
+            return WithEpoch(http, r.Epoch, Results.Ok(new LeaderResponse(r.Node, r.Address, r.Epoch, r.Since, r.Recovery)));
         }).Produces<LeaderResponse>().WithName("GetLeader");
     }
 

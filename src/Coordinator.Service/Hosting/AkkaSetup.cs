@@ -51,6 +51,8 @@ public static class AkkaSetup
                         registry.Get<CsvLedgerSingleton>(), resolver.GetService<IImageSource>(), resolver.GetService<IPeerClusters>()),
                         NodeActor.Name);
                     registry.Register<NodeActorKey>(node);
+                    // Start the journal and compile its queries now, not during the recovery that a failover waits for.
+                    system.ActorOf(JournalWarmup.Props(settings.NodeName), "journal-warmup");
                 });
         });
     }
