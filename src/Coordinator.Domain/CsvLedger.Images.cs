@@ -132,16 +132,12 @@ public sealed partial class CsvLedger
             : [];
 
     /// <summary>Reservations that name the image (instances created from it) keep it in the cache.</summary>
-    public int UsersOf(string imageId) =>
-        _volumes.Values.Sum(v => v.Reservations.Values.Count(r => r.ImageId == imageId && !r.ConsumerId.StartsWith(ImageClaimPrefix, StringComparison.Ordinal)));
+    public int UsersOf(string imageId) => _volumes.Values.Sum(v => v.ImageUsers.GetValueOrDefault(imageId));
 
     /// <summary>Cached images nobody refers to, unused for at least <paramref name="maxAge"/>, and under no lease.</summary>
     public IReadOnlyList<CachedImage> EvictionCandidates(TimeSpan maxAge, DateTimeOffset now)
     {
-        var inUse = _volumes.Values.SelectMany(v => v.Reservations.Values)
-            .Where(r => r.ImageId is not null && !r.ConsumerId.StartsWith(ImageClaimPrefix, StringComparison.Ordinal))
-            .Select(r => r.ImageId!).ToHashSet(StringComparer.Ordinal);
-        return _images.Values.Where(i => now - i.LastUsedAt >= maxAge && !inUse.Contains(i.ImageId) && !_leases.ContainsKey(i.ImageId)).ToList();
+        return _images.Values.Where(i => now - i.LastUsedAt >= maxAge && UsersOf(i.ImageId) == 0 && !_leases.ContainsKey(i.ImageId)).ToList();
     }
 
     public Decision<CachedImage?> Evict(string imageId, TimeSpan maxAge, DateTimeOffset now)

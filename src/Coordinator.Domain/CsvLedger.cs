@@ -33,6 +33,9 @@ public sealed partial class CsvLedger
 
     public bool HasVolume(string volume) => _volumes.ContainsKey(volume);
 
+    /// <summary>Reservations, cached images, leases and VMs: what a snapshot holds (its cost grows with this).</summary>
+    public int EntryCount => _volumes.Values.Sum(v => v.Reservations.Count) + _images.Count + _leases.Count + _vms.Count;
+
     // ---------------------------------------------------------------- decisions
 
     public Decision<ReserveOutcome> Reserve(ReserveRequest r, DateTimeOffset now)
@@ -260,7 +263,9 @@ public sealed partial class CsvLedger
                 _effective -= Effective(old);
                 _measuredOwned -= ConsumerUsage.GetValueOrDefault(r.ConsumerId);
             }
+            if (old is not null) CountUser(old, -1);
             Reservations[r.ConsumerId] = r;
+            CountUser(r, +1);
             _claimed += r.Bytes;
             _effective += Effective(r);
             _measuredOwned += ConsumerUsage.GetValueOrDefault(r.ConsumerId);
@@ -269,11 +274,24 @@ public sealed partial class CsvLedger
         public void Remove(string consumerId)
         {
             if (!Reservations.Remove(consumerId, out var old)) return;
+            CountUser(old, -1);
             _claimed -= old.Bytes;
             _effective -= Effective(old);
             _measuredOwned -= ConsumerUsage.GetValueOrDefault(consumerId);
             // The directory's bytes now belong to no reservation until the next scan says otherwise.
             ConsumerUsage.Remove(consumerId);
+        }
+
+        /// <summary>Reservations (instances, not the cache's own claims) per image they were created from.</summary>
+        public Dictionary<string, int> ImageUsers { get; } = new(StringComparer.Ordinal);
+
+        // Kept with every Put/Remove so that "who uses this image" is a lookup, not a scan of every reservation.
+        private void CountUser(Reservation r, int delta)
+        {
+            if (r.ImageId is null || r.ConsumerId.StartsWith(ImageClaimPrefix, StringComparison.Ordinal)) return;
+            var n = ImageUsers.GetValueOrDefault(r.ImageId) + delta;
+            if (n == 0) ImageUsers.Remove(r.ImageId);
+            else ImageUsers[r.ImageId] = n;
         }
 
         public void SetMeasurement(long used, IReadOnlyDictionary<string, long> usage, DateTimeOffset? at)

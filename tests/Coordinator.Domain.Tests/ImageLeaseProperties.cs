@@ -482,9 +482,13 @@ public class ImageLeaseProperties
         var (d, l) = (run.D, run.L);
         var maxAge = TimeSpan.FromSeconds(e.MaxAgeSeconds);
         var entry = l.FindImage(e.Image);
-        var users = l.Views().SelectMany(v => l.Reservations(v.Name))
+        var userCounts = l.Views().SelectMany(v => l.Reservations(v.Name))
             .Where(r => !r.ConsumerId.StartsWith("_image-", StringComparison.Ordinal) && r.ImageId is not null)
-            .Select(r => r.ImageId!).ToHashSet();
+            .GroupBy(r => r.ImageId!).ToDictionary(g => g.Key, g => g.Count());
+        var users = userCounts.Keys.ToHashSet();
+        // The ledger's incremental count of users equals a scan of every reservation.
+        foreach (var image in userCounts.Keys.Concat(l.Images.Select(i => i.ImageId)).Append(e.Image).Distinct())
+            Assert.Equal(userCounts.GetValueOrDefault(image), l.UsersOf(image));
         var freeBefore = FreeSpace(l);
 
         // The candidates are exactly the old, unused, unleased entries, judged at the decision's time.

@@ -722,4 +722,22 @@ public class ImageLeaseTests
         AssertClaim(d, Vol, "img2", "hv1", 10 * GiB);
         Assert.Equal(80 * GiB, d.Free(Vol));
     }
+
+    [Fact]
+    public void Entry_count_is_reservations_images_and_leases_and_survives_a_snapshot()
+    {
+        // The ledger actor spaces snapshots by this count: it must count what a snapshot holds.
+        var d = Volume();
+        Assert.Equal(0, d.Ledger.EntryCount);
+        d.Reserve(Vol, "vm1", "hv1", GiB);
+        d.Reserve(Vol, "vm2", "hv2", GiB);
+        var lease = d.Grant("img1", "hv1", GiB, Vol); // a lease and its claim
+        Assert.Equal(4, d.Ledger.EntryCount);
+        d.Complete(lease, GiB);                         // the lease becomes a cached image; the claim stays
+        d.Grant("img2", "hv2", GiB, Vol);
+        Assert.Equal(6, d.Ledger.EntryCount);
+        d.Release(Vol, "vm1");
+        Assert.Equal(5, d.Ledger.EntryCount);
+        Assert.Equal(5, CsvLedger.FromSnapshot(RoundTrip(d.Ledger.ToSnapshot())).EntryCount);
+    }
 }

@@ -271,7 +271,9 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         foreach (var (to, reply) in replies) to.Tell(reply, Self);
 
         _eventsSinceSnapshot += count;
-        if (_eventsSinceSnapshot >= _settings.SnapshotEvery && _pendingEvents.Count == 0)
+        // At least snapshot-every events apart, and a quarter of the ledger's entries: a snapshot costs time in
+        // proportion to the entries, so this keeps it a constant cost per write, and recovery replays at most that many.
+        if (_eventsSinceSnapshot >= Math.Max(_settings.SnapshotEvery, _ledger.EntryCount / 4) && _pendingEvents.Count == 0)
         {
             // Only when no decision is outstanding: a snapshot must never contain unpersisted state.
             SaveSnapshot(_ledger.ToSnapshot());
