@@ -37,7 +37,7 @@ cleanup() {
     [ -f "$f" ] || continue
     while read -r pid name; do
       # Only a process whose command line names this run's folder: a recorded PID may since have been reused.
-      if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir"; then
+      if [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir"; then
         kill -KILL "$pid" 2>/dev/null && echo "bench: stopped leftover $name (PID $pid)"
       fi
     done <"$f" || true
@@ -49,6 +49,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-dotnet scripts/bench/CoordinatorBench/bin/Release/net10.0/CoordinatorBench.dll \
-  --service-dll src/Coordinator.Service/bin/Release/net10.0/Coordinator.Service.dll --dir "$dir" \
-  --fast-profile hocon/fast-failover.hocon "$@"
+dotnet "$root/scripts/bench/CoordinatorBench/bin/Release/net10.0/CoordinatorBench.dll" \
+  --service-dll "$root/src/Coordinator.Service/bin/Release/net10.0/Coordinator.Service.dll" --dir "$dir" \
+  --fast-profile "$root/hocon/fast-failover.hocon" "$@"

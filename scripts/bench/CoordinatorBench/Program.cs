@@ -34,6 +34,12 @@ catch (CommandRuntimeException e)
     Console.Error.WriteLine($"bench: {e.Message}");
     return 2;
 }
+catch (Exception e) when (e is not OperationCanceledException)
+{
+    // The targets were disposed on the way out (their processes stopped); say what failed and where.
+    Console.Error.WriteLine($"bench: FAILED: {e}");
+    return 1;
+}
 
 public sealed class BenchOptions : CommandSettings
 {
@@ -112,6 +118,15 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
     protected override async Task<int> ExecuteAsync(CommandContext context, BenchOptions given, CancellationToken cancellation)
     {
         var opts = given.Effective();
+        // Child processes run in their own folders: every path handed to them must be absolute.
+        opts = new BenchOptions
+        {
+            ServiceDll = Path.GetFullPath(opts.ServiceDll), Dir = Path.GetFullPath(opts.Dir),
+            FastProfile = opts.FastProfile is null ? null : Path.GetFullPath(opts.FastProfile), Output = opts.Output,
+            Postgres = opts.Postgres, Smoke = opts.Smoke, Targets = opts.Targets, WorkloadList = opts.WorkloadList,
+            Concurrency = opts.Concurrency, Duration = opts.Duration, Warmup = opts.Warmup, FailoverTrials = opts.FailoverTrials,
+            RecoveryReservations = opts.RecoveryReservations, RecoveryImages = opts.RecoveryImages,
+        };
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
         if (Console.IsOutputRedirected) console.Profile.Width = 200;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
