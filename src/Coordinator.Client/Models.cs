@@ -51,7 +51,7 @@ public sealed record ReservationResponse(string Volume, string ConsumerId, strin
 public sealed record LeaderResponse(string Node, string Address, long Epoch, DateTimeOffset Since, LedgerRecovery? Recovery = null);
 
 /// <summary>How the leader's ledger recovered at its start: snapshot used, events replayed on top, duration.</summary>
-public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed, double DurationMs);
+public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed, double DurationMs, double SnapshotLoadedMs);
 
 // ------------------------------------------------------------------ images
 

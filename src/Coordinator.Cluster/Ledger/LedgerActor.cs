@@ -57,6 +57,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private readonly long _recoveryStarted = System.Diagnostics.Stopwatch.GetTimestamp();
     private long _snapshotSequenceNr;
     private long _eventsReplayed;
+    private double _snapshotLoadedMs;
     private LedgerRecovery? _recovery;
 
     // Membership: Akka address -> Hyper-V node name, for members that are Up.
@@ -103,6 +104,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             case SnapshotOffer { Snapshot: LedgerSnapshot s } offer:
                 _ledger = CsvLedger.FromSnapshot(s);
                 _snapshotSequenceNr = offer.Metadata.SequenceNr;
+                _snapshotLoadedMs = System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds;
                 break;
             case LedgerEvent e:
                 _ledger.Apply(e);
@@ -111,9 +113,9 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
                 break;
             case RecoveryCompleted:
                 _recovery = new LedgerRecovery(_snapshotSequenceNr, _eventsReplayed,
-                    System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds);
-                _log.Info("Ledger recovered in {0:0} ms: snapshot at sequence number {1}, {2} event(s) replayed",
-                    _recovery.DurationMs, _snapshotSequenceNr, _eventsReplayed);
+                    System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds, _snapshotLoadedMs);
+                _log.Info("Ledger recovered in {0:0} ms: snapshot at sequence number {1} loaded after {2:0} ms, then {3} event(s) replayed",
+                    _recovery.DurationMs, _snapshotSequenceNr, _snapshotLoadedMs, _eventsReplayed);
                 StartIncarnation();
                 break;
         }
@@ -271,9 +273,9 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         foreach (var (to, reply) in replies) to.Tell(reply, Self);
 
         _eventsSinceSnapshot += count;
-        // At least snapshot-every events apart, and a quarter of the ledger's entries: a snapshot costs time in
+        // At least snapshot-every events apart, and an eighth of the ledger's entries: a snapshot costs time in
         // proportion to the entries, so this keeps it a constant cost per write, and recovery replays at most that many.
-        if (_eventsSinceSnapshot >= Math.Max(_settings.SnapshotEvery, _ledger.EntryCount / 4) && _pendingEvents.Count == 0)
+        if (_eventsSinceSnapshot >= Math.Max(_settings.SnapshotEvery, _ledger.EntryCount / 8) && _pendingEvents.Count == 0)
         {
             // Only when no decision is outstanding: a snapshot must never contain unpersisted state.
             SaveSnapshot(_ledger.ToSnapshot());

@@ -45,4 +45,4 @@ public sealed record QuotasReply(long Epoch, string Volume, QuotaPolicy Policy, 
 public sealed record LeaderReply(long Epoch, string Node, string Address, DateTimeOffset Since, LedgerRecovery? Recovery = null) : ICoordinatorMessage;
 
 /// <summary>How this incarnation of the ledger recovered: from which snapshot, how many events replayed, how long.</summary>
-public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed, double DurationMs);
+public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed, double DurationMs, double SnapshotLoadedMs);
