@@ -166,9 +166,9 @@ public sealed partial class CsvLedger
     public IReadOnlyList<NodeQuota>? Quotas(string volume, QuotaPolicy policy, IReadOnlyDictionary<string, double> liveNodes)
     {
         if (!_volumes.TryGetValue(volume, out var v)) return null;
+        // Running totals per node (O(nodes), not O(reservations): node agents ask for quotas all the time).
         var claimed = new SortedDictionary<string, long>(StringComparer.Ordinal);
-        foreach (var r in v.Reservations.Values)
-            claimed[r.Node] = claimed.GetValueOrDefault(r.Node) + v.Effective(r);
+        foreach (var (node, total) in v.ByNode) claimed[node] = total.Effective;
         foreach (var n in liveNodes.Keys) claimed.TryAdd(n, 0);
 
         var free = Math.Max(0, v.Free);
@@ -263,9 +263,10 @@ public sealed partial class CsvLedger
                 _effective -= Effective(old);
                 _measuredOwned -= ConsumerUsage.GetValueOrDefault(r.ConsumerId);
             }
-            if (old is not null) CountUser(old, -1);
+            if (old is not null) { CountUser(old, -1); CountNode(old.Node, -1, -Effective(old)); }
             Reservations[r.ConsumerId] = r;
             CountUser(r, +1);
+            CountNode(r.Node, +1, Effective(r));
             _claimed += r.Bytes;
             _effective += Effective(r);
             _measuredOwned += ConsumerUsage.GetValueOrDefault(r.ConsumerId);
@@ -275,11 +276,22 @@ public sealed partial class CsvLedger
         {
             if (!Reservations.Remove(consumerId, out var old)) return;
             CountUser(old, -1);
+            CountNode(old.Node, -1, -Effective(old));
             _claimed -= old.Bytes;
             _effective -= Effective(old);
             _measuredOwned -= ConsumerUsage.GetValueOrDefault(consumerId);
             // The directory's bytes now belong to no reservation until the next scan says otherwise.
             ConsumerUsage.Remove(consumerId);
+        }
+
+        /// <summary>Per node: how many reservations it holds and Σ max(claimed, measured) of them.</summary>
+        public Dictionary<string, (int Count, long Effective)> ByNode { get; } = new(StringComparer.Ordinal);
+
+        private void CountNode(string node, int count, long effective)
+        {
+            var (c, e) = ByNode.GetValueOrDefault(node);
+            if (c + count == 0) ByNode.Remove(node);
+            else ByNode[node] = (c + count, e + effective);
         }
 
         /// <summary>Reservations (instances, not the cache's own claims) per image they were created from.</summary>
@@ -301,8 +313,10 @@ public sealed partial class CsvLedger
             ConsumerUsage = new SortedDictionary<string, long>(
                 usage.Where(kv => Reservations.ContainsKey(kv.Key)).ToDictionary(), StringComparer.Ordinal);
             _effective = 0; _measuredOwned = 0;
+            ByNode.Clear();
             foreach (var r in Reservations.Values)
             {
+                CountNode(r.Node, +1, Effective(r));
                 _effective += Effective(r);
                 _measuredOwned += ConsumerUsage.GetValueOrDefault(r.ConsumerId);
             }
