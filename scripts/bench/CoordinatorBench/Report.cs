@@ -90,8 +90,14 @@ public sealed class Report(IAnsiConsole console, List<Stats> stats, List<Failove
         foreach (var fo in failovers.Where(f => f.Target.StartsWith("ours", StringComparison.Ordinal)))
             yield return $"target: leader SIGKILL -> writes back, median <= 3 s ({fo.Target}): {fo.MedianMs / 1000:0.00} s -> {(fo.MedianMs <= 3000 ? "reached" : "NOT reached")}";
         if (recovery is { Reservations: >= 100_000 } rec)
-            yield return $"target: recovery of {rec.Reservations} reservations <= 2 s: ledger {rec.LedgerRecoveryMs / 1000:0.00} s -> " +
-                         $"{(rec.LedgerRecoveryMs <= 2000 ? "reached" : "NOT reached")}";
+        {
+            // Two restarts: the new leader's ledger after a SIGKILL (its process already running), and the ledger of a
+            // cluster whose every process starts at once (here: three processes competing for two cores).
+            yield return $"target: recovery of {rec.Reservations} reservations <= 2 s, new leader after a SIGKILL: " +
+                         $"{rec.FailoverLedgerRecoveryMs / 1000:0.00} s -> {(rec.FailoverLedgerRecoveryMs <= 2000 ? "reached" : "NOT reached")}";
+            yield return $"target: recovery of {rec.Reservations} reservations <= 2 s, every node restarted at once: " +
+                         $"{rec.LedgerRecoveryMs / 1000:0.00} s -> {(rec.LedgerRecoveryMs <= 2000 ? "reached" : "NOT reached")}";
+        }
     }
 
     public string ToJson(string machine, string runId, BenchOptions opts, Dictionary<string, string> described) =>

@@ -55,6 +55,10 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 
     // Recovery figures of this incarnation, reported by /v1/leader (recovery time bounds failover time).
     private readonly long _recoveryStarted = System.Diagnostics.Stopwatch.GetTimestamp();
+    // Where recovery time goes besides I/O: GC pauses and JIT compilation (logged with the recovery figures).
+    private readonly TimeSpan _gcPauseAtStart = GC.GetTotalPauseDuration();
+    private readonly int _gen2AtStart = GC.CollectionCount(2);
+    private readonly TimeSpan _jitAtStart = System.Runtime.JitInfo.GetCompilationTime();
     private long _snapshotSequenceNr;
     private long _eventsReplayed;
     private double _snapshotLoadedMs;
@@ -114,8 +118,14 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             case RecoveryCompleted:
                 _recovery = new LedgerRecovery(_snapshotSequenceNr, _eventsReplayed,
                     System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds, _snapshotLoadedMs);
-                _log.Info("Ledger recovered in {0:0} ms: snapshot at sequence number {1} loaded after {2:0} ms, then {3} event(s) replayed",
-                    _recovery.DurationMs, _snapshotSequenceNr, _snapshotLoadedMs, _eventsReplayed);
+                _log.Info("Ledger recovered in {0:0} ms: snapshot at sequence number {1} loaded after {2:0} ms, then {3} event(s) replayed " +
+                          "(meanwhile in this process: GC pauses {4:0} ms, {5} full collections, JIT {6:0} ms)",
+                    new object[]
+                    {
+                        _recovery.DurationMs, _snapshotSequenceNr, _snapshotLoadedMs, _eventsReplayed,
+                        (GC.GetTotalPauseDuration() - _gcPauseAtStart).TotalMilliseconds, GC.CollectionCount(2) - _gen2AtStart,
+                        (System.Runtime.JitInfo.GetCompilationTime() - _jitAtStart).TotalMilliseconds,
+                    });
                 StartIncarnation();
                 break;
         }
