@@ -38,17 +38,26 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
     private int _roundsDone;
     private bool _recovered;
     private readonly bool _reader;
-    private bool _written;
+    private bool _written;  // the rows are written and the reader has finished with them (or writing failed)
+    private readonly int _rounds;
+    private readonly TimeSpan _roundInterval;
 
-    public JournalWarmup(string node, bool reader = false)
+    public JournalWarmup(string node, bool reader, int rounds, TimeSpan roundInterval)
     {
         _node = node;
         _reader = reader;
+        _rounds = rounds;
+        _roundInterval = roundInterval;
     }
 
-    public static Props Props(string node) => Akka.Actor.Props.Create(() => new JournalWarmup(node, false));
+    public static Props Props(string node) => Props(node, Rounds, RoundInterval);
 
-    private static Props ReaderProps(string node) => Akka.Actor.Props.Create(() => new JournalWarmup(node, true));
+    /// <summary>With other rounds (tests).</summary>
+    public static Props Props(string node, int rounds, TimeSpan roundInterval) =>
+        Akka.Actor.Props.Create(() => new JournalWarmup(node, false, rounds, roundInterval));
+
+    private static Props ReaderProps(string node) =>
+        Akka.Actor.Props.Create(() => new JournalWarmup(node, true, 0, TimeSpan.Zero));
 
     public override string PersistenceId => $"journal-warmup-{_node}";
 
@@ -71,7 +80,7 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
                 foreach (var e in _sample.CompleteLease(lease.ImageId, lease.LeaseId, lease.FencingToken, 1 << 20, "d41d8cd98f00b204e9800998ecf8427e", now).Events) Keep(e);
         }
         RunRound();
-        Timers.StartPeriodicTimer("round", Round.Instance, RoundInterval);
+        if (_roundsDone < _rounds) Timers.StartPeriodicTimer("round", Round.Instance, _roundInterval);
     }
 
     private void Keep(LedgerEvent e)
@@ -106,29 +115,38 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
         {
             // Keep the latest event and snapshot only.
             DeleteMessages(LastSequenceNr - 1);
-            DeleteSnapshots(new SnapshotSelectionCriteria(LastSequenceNr - 1));
+            DeleteSnapshots(new SnapshotSelectionCriteria(LastSequenceNr - 2)); // the latest is at LastSequenceNr - 1
             _log.Debug("Journal warm-up: rows read back after {0:0} ms", System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalMilliseconds);
-            Context.Stop(Self);
-            return;
+            return; // stops once both deletions have answered
         }
         _log.Debug("Journal warm-up: plugins ready after {0:0} ms", System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalMilliseconds);
         // An event, a snapshot after it, an event after the snapshot: what a ledger recovery reads.
         Persist(_sampleEvents[0], _ => SaveSnapshot(_sample.ToSnapshot()));
     }
 
+    private int _deletionsAnswered;
+
     protected override void OnCommand(object message)
     {
         switch (message)
         {
-            case Round:
+            case DeleteMessagesSuccess or DeleteSnapshotsSuccess:
+            case DeleteMessagesFailure or DeleteSnapshotsFailure:
+                if (message is DeleteMessagesFailure mf) _log.Warning("Journal warm-up: rows not trimmed: {0}", mf.Cause.Message);
+                if (message is DeleteSnapshotsFailure sf) _log.Warning("Journal warm-up: snapshots not trimmed: {0}", sf.Cause.Message);
+                if (++_deletionsAnswered == 2) Context.Stop(Self);
+                return;
+            case Round when _roundsDone < _rounds:
                 RunRound();
                 break;
             case SaveSnapshotSuccess:
                 Persist(_sampleEvents[^1], _ =>
                 {
-                    _written = true;
-                    Context.ActorOf(ReaderProps(_node), "reader");
+                    Context.Watch(Context.ActorOf(ReaderProps(_node), "reader"));
                 });
+                break;
+            case Terminated:
+                _written = true; // the reader has read the rows back and trimmed them
                 break;
             case SaveSnapshotFailure f:
                 _log.Warning("Journal warm-up: snapshot not saved: {0}", f.Cause.Message);
@@ -146,7 +164,8 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
 
     private void StopWhenDone()
     {
-        if (!_recovered || !_written || _roundsDone < Rounds) return;
+        if (!_recovered || !_written || _roundsDone < _rounds) return;
+        Timers.CancelAll();
         _log.Debug("Journal warm-up done in {0:0} ms", System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalMilliseconds);
         Context.Stop(Self);
     }
