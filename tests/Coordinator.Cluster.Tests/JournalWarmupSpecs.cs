@@ -29,7 +29,8 @@ public sealed class JournalWarmupSpecs : Akka.TestKit.Xunit2.TestKit
             Watch(warmup);
             ExpectTerminated(warmup, TimeSpan.FromSeconds(30));
 
-            using var db = new SqliteConnection(Journal.ConnectionString);
+            // Not pooled: the plugin must never be handed a connection this test opened.
+            using var db = new SqliteConnection(Journal.ConnectionString + ";Pooling=False");
             db.Open();
             long Scalar(string sql)
             {

@@ -125,14 +125,28 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
     }
 
     private int _deletionsAnswered;
+    private int _deleteRetries;
+
+    private sealed class RetryDelete
+    {
+        public static readonly RetryDelete Instance = new();
+    }
 
     protected override void OnCommand(object message)
     {
         switch (message)
         {
+            case DeleteMessagesFailure mf when _deleteRetries++ < 3:
+                // Seen with SQLite right after the same id's rows were written ("no such table"); a retry succeeds.
+                _log.Debug("Journal warm-up: trimming rows failed ({0}); retrying", mf.Cause.Message);
+                Timers.StartSingleTimer("retry-delete", RetryDelete.Instance, TimeSpan.FromMilliseconds(100));
+                return;
+            case RetryDelete:
+                DeleteMessages(LastSequenceNr - 1);
+                return;
             case DeleteMessagesSuccess or DeleteSnapshotsSuccess:
             case DeleteMessagesFailure or DeleteSnapshotsFailure:
-                if (message is DeleteMessagesFailure mf) _log.Warning("Journal warm-up: rows not trimmed: {0}", mf.Cause.Message);
+                if (message is DeleteMessagesFailure mf2) _log.Warning("Journal warm-up: rows not trimmed: {0}", mf2.Cause.Message);
                 if (message is DeleteSnapshotsFailure sf) _log.Warning("Journal warm-up: snapshots not trimmed: {0}", sf.Cause.Message);
                 if (++_deletionsAnswered == 2) Context.Stop(Self);
                 return;
