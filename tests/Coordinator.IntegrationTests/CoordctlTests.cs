@@ -163,7 +163,7 @@ public sealed class CoordctlTests(CoordctlCluster fixture, ITestOutputHelper out
     [Fact]
     public async Task An_endpoint_where_nothing_listens_exits_3()
     {
-        var port = FreePort();
+        var port = LoopbackPorts.Next();
         var r = await Coordctl.RunAsync(["cluster", "show", "--endpoint", $"http://127.0.0.1:{port}", "--retry-for", "1"], TimeSpan.FromSeconds(30));
         output.WriteLine(r.ToString());
         Assert.Equal(3, r.ExitCode);
@@ -188,14 +188,6 @@ public sealed class CoordctlTests(CoordctlCluster fixture, ITestOutputHelper out
         return node.ToJsonString();
     }
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 }
 
 /// <summary>

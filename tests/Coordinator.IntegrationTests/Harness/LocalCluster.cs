@@ -25,7 +25,7 @@ public sealed class LocalCluster : IDisposable
         _extraHocon = extraHocon;
         Directory.CreateDirectory(Root);
         Nodes = Enumerable.Range(1, size).Select(i => placement is null
-            ? new NodeInfo($"{namePrefix}{i:00}", FreePort(), FreePort())
+            ? new NodeInfo($"{namePrefix}{i:00}", LoopbackPorts.Next(), LoopbackPorts.Next())
             : new NodeInfo($"{namePrefix}{i:00}", 7070, 4053, placement(i))).ToList();
         foreach (var n in Nodes) File.WriteAllText(ConfigPath(n), SiteConfig(n));
     }
@@ -180,14 +180,6 @@ public sealed class LocalCluster : IDisposable
     public static StringContent Json(object body) =>
         new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 
     public void Dispose()
     {

@@ -31,10 +31,7 @@ public sealed class ThrowawayPostgres : IDisposable
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Coordinator.sln"))) dir = dir.Parent;
         var script = Path.Combine(dir!.FullName, "scripts", "pg-throwaway.sh");
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
+        var port = LoopbackPorts.Next();
         var pg = new ThrowawayPostgres(script, port);
         var (code, output) = pg.Run("start", pg._dir, port.ToString());
         if (code != 0) return (null, $"pg-throwaway.sh start failed ({code}): {output}");

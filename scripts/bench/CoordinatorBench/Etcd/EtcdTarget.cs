@@ -54,8 +54,8 @@ public sealed class EtcdTarget : ITarget
         _opTimeout = opTimeout;
         _etcd = etcdPath;
         _names = Enumerable.Range(1, members).Select(i => $"m{i}").ToArray();
-        _clientPorts = Enumerable.Range(0, members).Select(_ => FreePort()).ToArray();
-        _peerPorts = Enumerable.Range(0, members).Select(_ => FreePort()).ToArray();
+        _clientPorts = Enumerable.Range(0, members).Select(_ => LoopbackPorts.Next()).ToArray();
+        _peerPorts = Enumerable.Range(0, members).Select(_ => LoopbackPorts.Next()).ToArray();
         _procs = new ChildProcess?[members];
         // One client per member for the workload (endpoint i = member i), one more per member for failover probes and
         // status calls, so probes never queue behind workload calls on the same HTTP/2 connection; and one for watches.
@@ -594,14 +594,6 @@ public sealed class EtcdTarget : ITarget
             o.MaxReconnectBackoff = TimeSpan.FromSeconds(1);
         });
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 
     /// <summary>The clients of one member and the cached (used, modRevision) of the usage key, shared by its workers.</summary>
     private sealed class Member(int port) : IDisposable

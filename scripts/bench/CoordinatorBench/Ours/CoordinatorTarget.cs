@@ -37,8 +37,8 @@ public sealed class CoordinatorTarget : ITarget
         _postgres = postgres;
         _extraHocon = extraHocon;
         _procs = new ChildProcess?[nodes];
-        _httpPorts = Enumerable.Range(0, nodes).Select(_ => FreePort()).ToArray();
-        _akkaPorts = Enumerable.Range(0, nodes).Select(_ => FreePort()).ToArray();
+        _httpPorts = Enumerable.Range(0, nodes).Select(_ => LoopbackPorts.Next()).ToArray();
+        _akkaPorts = Enumerable.Range(0, nodes).Select(_ => LoopbackPorts.Next()).ToArray();
         _names = Enumerable.Range(1, nodes).Select(i => $"hv{i:00}").ToArray();
         _http = new HttpClient(new SocketsHttpHandler
         {
@@ -315,12 +315,4 @@ public sealed class CoordinatorTarget : ITarget
         return ValueTask.CompletedTask;
     }
 
-    private static int FreePort()
-    {
-        var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        var port = ((IPEndPoint)l.LocalEndpoint).Port;
-        l.Stop();
-        return port;
-    }
 }
