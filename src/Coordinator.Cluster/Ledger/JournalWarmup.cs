@@ -114,7 +114,7 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
         if (_reader)
         {
             // Keep the latest event and snapshot only.
-            DeleteMessages(LastSequenceNr - 1);
+            TrimEvents();
             DeleteSnapshots(new SnapshotSelectionCriteria(LastSequenceNr - 2)); // the latest is at LastSequenceNr - 1
             _log.Debug("Journal warm-up: rows read back after {0:0} ms", System.Diagnostics.Stopwatch.GetElapsedTime(_started).TotalMilliseconds);
             return; // stops once both deletions have answered
@@ -125,6 +125,8 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
     }
 
     private int _deletionsAnswered;
+
+    private void TrimEvents() => DeleteMessages(LastSequenceNr - 1);
     private int _deleteRetries;
 
     private sealed class RetryDelete
@@ -142,7 +144,7 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
                 Timers.StartSingleTimer("retry-delete", RetryDelete.Instance, TimeSpan.FromMilliseconds(100));
                 return;
             case RetryDelete:
-                DeleteMessages(LastSequenceNr - 1);
+                TrimEvents();
                 return;
             case DeleteMessagesSuccess or DeleteSnapshotsSuccess:
             case DeleteMessagesFailure or DeleteSnapshotsFailure:

@@ -4,7 +4,7 @@ using System.Net.Sockets;
 namespace Coordinator.IntegrationTests.Harness;
 
 /// <summary>
-/// Ports for the processes the tests start on 127.0.0.1. Taken below Linux's ephemeral range (32768-60999), so that no
+/// Ports for the processes the tests (and scripts/bench, which links this file) start on 127.0.0.1. Taken below Linux's ephemeral range (32768-60999), so that no
 /// outbound connection and no bind to port 0 can take a port while its node is down between a kill and a restart, and
 /// never the same twice in this process (bind-to-0-then-close handed one port out twice once: a node's HTTP port was
 /// another node's remoting port).

@@ -1,3 +1,4 @@
+using Coordinator.IntegrationTests.Harness;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;

@@ -1,3 +1,4 @@
+using Coordinator.IntegrationTests.Harness;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
