@@ -18,7 +18,11 @@ public sealed record CoordinatorClientOptions
     /// <summary>First back-off delay when the answer names no Retry-After (exponential with jitter after that).</summary>
     public TimeSpan BaseRetryDelay { get; init; } = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>Time one attempt may take (a long poll adds its waitMs on top).</summary>
+    /// <summary>
+    /// Time one attempt may take (a long poll adds its waitMs on top). Keep it above the service's ask-timeout +
+    /// max-clock-skew (5.5 s by default): an attempt given up after that has either taken effect or never will, so
+    /// its retry cannot be undone by it.
+    /// </summary>
     public TimeSpan AttemptTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>Time one attempt of a slow operation may take: spawn, migrate, destroy, ensure, rescan.</summary>

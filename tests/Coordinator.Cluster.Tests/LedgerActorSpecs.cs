@@ -153,6 +153,30 @@ public abstract class LedgerActorSpecs : IDisposable
         Assert.Null(unknown.Volume);
     }
 
+    [SkippableFact]
+    public async Task A_request_that_reaches_the_ledger_after_its_deadline_is_dropped_and_changes_nothing()
+    {
+        var (system, ledger) = StartIncarnation(Settings());
+        Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(ledger, Reserve("vm1", 8 * GiB))).Outcome.Status);
+
+        // The client's first attempt (shrink vm1 to 1 GiB) was held up; its node answered 503; the client retried and
+        // then released vm1. The first attempt arriving now must not resurrect vm1.
+        Assert.Equal(ReleaseStatus.Released, (await Ask<ReleaseReply>(ledger, new ReleaseCommand("Volume1", "vm1"))).Outcome.Status);
+        var stale = new ExpiringRequest(Reserve("vm1", GiB), DateTimeOffset.UtcNow - TimeSpan.FromMilliseconds(1));
+        await Assert.ThrowsAsync<AskTimeoutException>(() => ledger.Ask<ReserveReply>(stale, TimeSpan.FromMilliseconds(500)));
+
+        // One in time is served as usual; through the wire format too (the serializer carries the inner request).
+        var onTime = await ledger.AskWithDeadline<ReserveReply>(Reserve("vm2", GiB), TimeSpan.FromSeconds(20), TimeSpan.Zero);
+        Assert.Equal(ReserveStatus.Created, onTime.Outcome.Status);
+        var serializer = system.Serialization.FindSerializerFor(stale);
+        var manifest = Akka.Serialization.Serialization.ManifestFor(serializer, stale);
+        var back = Assert.IsType<ExpiringRequest>(system.Serialization.Deserialize(serializer.ToBinary(stale), serializer.Identifier, manifest));
+        Assert.Equal(stale, back);
+
+        var list = await Ask<ReservationsReply>(ledger, new GetReservations("Volume1"));
+        Assert.Equal(["vm2"], list.Reservations.Select(r => r.ConsumerId));
+    }
+
     public void Dispose()
     {
         foreach (var s in _systems) s.Terminate().Wait(TimeSpan.FromSeconds(10));

@@ -45,6 +45,9 @@ public sealed record CoordinatorSettings
     public required string HttpHost { get; init; }
     public required int HttpPort { get; init; }
     public required TimeSpan AskTimeout { get; init; }
+
+    /// <summary>How far apart the nodes' clocks may be; a 503 waits this much past a request's deadline.</summary>
+    public required TimeSpan MaxClockSkew { get; init; }
     public required JournalProvider Provider { get; init; }
     public required string ConnectionString { get; init; }
     public required int SnapshotEvery { get; init; }
@@ -188,6 +191,7 @@ public sealed record CoordinatorSettings
             HttpHost = c.GetString("http.host", "127.0.0.1"),
             HttpPort = c.GetInt("http.port", 7070),
             AskTimeout = c.GetTimeSpan("ask-timeout", TimeSpan.FromSeconds(5)),
+            MaxClockSkew = c.GetTimeSpan("max-clock-skew", TimeSpan.FromMilliseconds(500)),
             Provider = provider,
             ConnectionString = conn,
             SnapshotEvery = c.GetInt("persistence.snapshot-every", 1000),

@@ -52,6 +52,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private List<(IActorRef To, object Reply)> _pendingReplies = [];
     private List<(IActorRef To, object Reply)>? _inFlightReplies; // null: no write in flight
     private long _eventsSinceSnapshot;
+    private long _expiredDropped;
 
     // Recovery figures of this incarnation, reported by /v1/leader (recovery time bounds failover time).
     private readonly long _recoveryStarted = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -160,6 +161,16 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 
     protected override void OnCommand(object message)
     {
+        if (message is ExpiringRequest expiring)
+        {
+            var late = DateTimeOffset.UtcNow - expiring.Deadline;
+            if (late > TimeSpan.Zero)
+            {
+                DropExpired(expiring.Request, late);
+                return;
+            }
+            message = expiring.Request;
+        }
         switch (message)
         {
             case ReserveCommand c:
@@ -233,6 +244,17 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         }
         if (_feedWatchers.Count > 0 && (_pendingEvents.Count > 0 || message is LeaseSweepTick)) ServeFeedWatchers(DateTimeOffset.UtcNow);
         if (_inFlightReplies is null && _pendingEvents.Count > 0) Flush();
+    }
+
+    /// <summary>
+    /// A request that arrives after its deadline has been answered 503 by its node already, and its client may have
+    /// retried and written again since: serving it now could undo that later write, so it is dropped unanswered.
+    /// </summary>
+    private void DropExpired(ILedgerRequest request, TimeSpan late)
+    {
+        if (_expiredDropped++ % 100 == 0)
+            _log.Info("Dropped {0} that arrived {1:0} ms after its deadline (its node had already answered 503); {2} dropped in this incarnation",
+                request.GetType().Name, late.TotalMilliseconds, _expiredDropped);
     }
 
     private void TrackMember(Member m)

@@ -1,3 +1,4 @@
+using Akka.Actor;
 using Coordinator.Domain;
 
 namespace Coordinator.Cluster.Ledger;
@@ -7,6 +8,25 @@ public interface ICoordinatorMessage;
 
 /// <summary>Commands and queries the ledger singleton answers. Every reply carries the epoch of the incarnation that answered.</summary>
 public interface ILedgerRequest : ICoordinatorMessage;
+
+/// <summary>
+/// A request the ledger serves only if it reaches the ledger before <paramref name="Deadline"/>. The asker answers 503
+/// only after the deadline plus the allowed clock skew, so a request held up in a paused process, a proxy's buffer or a
+/// re-established association can never take effect after its client, told 503, has retried elsewhere and moved on to
+/// its next write (which a late stale write would silently undo).
+/// </summary>
+public sealed record ExpiringRequest(ILedgerRequest Request, DateTimeOffset Deadline) : ICoordinatorMessage;
+
+public static class LedgerAsk
+{
+    /// <summary>
+    /// Asks the ledger with a deadline of now + <paramref name="timeout"/>, and gives up (AskTimeoutException) only
+    /// once the ledger's clock, at most <paramref name="maxClockSkew"/> apart from ours, is also past it.
+    /// </summary>
+    public static Task<T> AskWithDeadline<T>(this ICanTell ledger, ILedgerRequest request, TimeSpan timeout, TimeSpan maxClockSkew,
+        CancellationToken ct = default) =>
+        ledger.Ask<T>(new ExpiringRequest(request, DateTimeOffset.UtcNow + timeout), timeout + maxClockSkew, ct);
+}
 
 public sealed record ReserveCommand(ReserveRequest Request) : ILedgerRequest;
 

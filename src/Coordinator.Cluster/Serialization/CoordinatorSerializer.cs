@@ -26,12 +26,30 @@ public sealed class CoordinatorSerializer(ExtendedActorSystem system) : Serializ
 
     public override int Identifier => Id;
 
-    public override string Manifest(object o) => o.GetType().Name;
+    // An ExpiringRequest carries a request of any type: its manifest names the inner type after this prefix.
+    private const string ExpiringPrefix = "Expiring:";
 
-    public override byte[] ToBinary(object obj) => JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), Options);
+    public override string Manifest(object o) =>
+        o is ExpiringRequest e ? ExpiringPrefix + e.Request.GetType().Name : o.GetType().Name;
 
-    public override object FromBinary(byte[] bytes, string manifest) =>
-        ByManifest.TryGetValue(manifest, out var type)
-            ? JsonSerializer.Deserialize(bytes, type, Options) ?? throw new SerializationException($"null payload for {manifest}")
-            : throw new SerializationException($"unknown manifest '{manifest}'");
+    public override byte[] ToBinary(object obj) => obj is ExpiringRequest e
+        ? JsonSerializer.SerializeToUtf8Bytes(new ExpiringWire(e.Deadline, JsonSerializer.SerializeToElement(e.Request, e.Request.GetType(), Options)), Options)
+        : JsonSerializer.SerializeToUtf8Bytes(obj, obj.GetType(), Options);
+
+    public override object FromBinary(byte[] bytes, string manifest)
+    {
+        if (manifest.StartsWith(ExpiringPrefix, StringComparison.Ordinal))
+        {
+            var wire = JsonSerializer.Deserialize<ExpiringWire>(bytes, Options) ?? throw new SerializationException($"null payload for {manifest}");
+            var inner = Resolve(manifest[ExpiringPrefix.Length..]);
+            return new ExpiringRequest(wire.Request.Deserialize(inner, Options) as ILedgerRequest
+                                       ?? throw new SerializationException($"{manifest} does not carry a ledger request"), wire.Deadline);
+        }
+        return JsonSerializer.Deserialize(bytes, Resolve(manifest), Options) ?? throw new SerializationException($"null payload for {manifest}");
+    }
+
+    private static Type Resolve(string manifest) =>
+        ByManifest.TryGetValue(manifest, out var type) ? type : throw new SerializationException($"unknown manifest '{manifest}'");
+
+    private sealed record ExpiringWire(DateTimeOffset Deadline, JsonElement Request);
 }

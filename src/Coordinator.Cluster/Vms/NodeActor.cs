@@ -108,7 +108,7 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
             Self.Tell(new OwnerSeen(new OwnerChange(vm, role.OwnerNode, role.State, DateTimeOffset.UtcNow))); // check again later
             return;
         }
-        await _ledger.Ask<VmAck>(new ObserveOwner(vm, role.OwnerNode, "failover"), _settings.LedgerTimeout);
+        await _ledger.AskWithDeadline<VmAck>(new ObserveOwner(vm, role.OwnerNode, "failover"), _settings.LedgerTimeout, _settings.MaxClockSkew);
     }
 
     /// <summary>
@@ -127,9 +127,9 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         }
         var hosted = vms.Select(v => new HostedVm(v.Name, v.MemoryMb, v.Vcpus, v.DiskPath,
             v.DiskPath is not null && File.Exists(v.DiskPath) ? new FileInfo(v.DiskPath).Length : 0)).ToList();
-        await _ledger.Ask<VmAck>(new ReportNode(_settings.NodeName, capacity.MemoryMb, capacity.LogicalProcessors, hosted), _settings.LedgerTimeout);
+        await _ledger.AskWithDeadline<VmAck>(new ReportNode(_settings.NodeName, capacity.MemoryMb, capacity.LogicalProcessors, hosted), _settings.LedgerTimeout, _settings.MaxClockSkew);
         foreach (var role in roles.Where(r => r.State == GroupState.Online))
-            await _ledger.Ask<VmAck>(new ObserveOwner(role.VmName, role.OwnerNode, "reconciled"), _settings.LedgerTimeout);
+            await _ledger.AskWithDeadline<VmAck>(new ObserveOwner(role.VmName, role.OwnerNode, "reconciled"), _settings.LedgerTimeout, _settings.MaxClockSkew);
     }
 
     private void StartDrain(DrainNode d)
@@ -143,14 +143,14 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Task.Run(async () =>
         {
             using var slots = new SemaphoreSlim(settings.DrainConcurrency);
-            var vms = (await ledger.Ask<VmsReply>(GetVms.Instance, settings.LedgerTimeout)).Vms.Where(v => v.Node == settings.NodeName).ToList();
+            var vms = (await ledger.AskWithDeadline<VmsReply>(GetVms.Instance, settings.LedgerTimeout, settings.MaxClockSkew)).Vms.Where(v => v.Node == settings.NodeName).ToList();
             log.Info("Draining {0}: {1} VM(s), {2} at a time", settings.NodeName, vms.Count, settings.DrainConcurrency);
             await Task.WhenAll(vms.Select(async vm =>
             {
                 await slots.WaitAsync();
                 try
                 {
-                    var target = (await ledger.Ask<TargetReply>(new PickTarget(vm.Name), settings.LedgerTimeout)).Target;
+                    var target = (await ledger.AskWithDeadline<TargetReply>(new PickTarget(vm.Name), settings.LedgerTimeout, settings.MaxClockSkew)).Target;
                     if (target is null)
                     {
                         log.Warning("Drain of {0}: no node can hold {1}", settings.NodeName, vm.Name);

@@ -8,4 +8,5 @@ public sealed record NodeSettings(
     TimeSpan MoveTimeout,
     TimeSpan OwnerSettle,
     TimeSpan ReconcileInterval,
-    int DrainConcurrency);
+    int DrainConcurrency,
+    TimeSpan MaxClockSkew);

@@ -212,7 +212,7 @@ public sealed class VmActor : ReceiveActor
         var deadline = DateTime.UtcNow.AddMinutes(1);
         while (true)
         {
-            try { return await _ledger.Ask<T>(request, _settings.LedgerTimeout); }
+            try { return await _ledger.AskWithDeadline<T>(request, _settings.LedgerTimeout, _settings.MaxClockSkew); }
             catch (AskTimeoutException) when (DateTime.UtcNow < deadline) { await Task.Delay(500); }
         }
     }

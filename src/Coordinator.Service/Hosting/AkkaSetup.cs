@@ -46,7 +46,7 @@ public static class AkkaSetup
                     var nodeSettings = new NodeSettings(settings.NodeName,
                         settings.Volumes.ToDictionary(v => v.Name, v => v.Path), settings.AskTimeout,
                         settings.HyperV.MoveTimeout, settings.HyperV.OwnerSettle, settings.HyperV.ReconcileInterval,
-                        settings.HyperV.DrainConcurrency);
+                        settings.HyperV.DrainConcurrency, settings.MaxClockSkew);
                     var node = system.ActorOf(NodeActor.Props(nodeSettings, backend.Host, backend.Cluster,
                         registry.Get<CsvLedgerSingleton>(), resolver.GetService<IImageSource>(), resolver.GetService<IPeerClusters>()),
                         NodeActor.Name);

@@ -51,6 +51,12 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
         var convergence = await Converge(TimeSpan.FromSeconds(90));
         var final = await FinalReservations();
         var violations = HistoryChecker.Check(_history, options.CapacityBytes, final);
+        if (violations.Count > 0)
+        {
+            var path = Path.Combine(AppContext.BaseDirectory, $"chaos-history-{options.Nodes}-nodes-{DateTime.UtcNow:yyyyMMddHHmmss}.txt");
+            _history.WriteTo(path);
+            log($"history written to {path}");
+        }
         var ops = _history.Ops.ToList();
         return new ChaosSummary(ops.Count, ops.Count(o => o.Status is >= 200 and < 300), ops.Count(o => o.Status is >= 400 and < 500),
             ops.Count(o => o.Status < 0), _history.Faults.Count, Math.Max(0, _epochs.Count - 1),
@@ -114,11 +120,12 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
     {
         var start = Now;
         var random = new Random(unchecked(client * 7919 + (int)start.Ticks));
+        var trail = new System.Text.StringBuilder();
         for (var attempt = 1; ; attempt++)
         {
             if (stop.IsCancellationRequested)
             {
-                _history.Add(new OpRecord(client, kind, key, bytes, token, start, Now, -1, 0, attempt));
+                _history.Add(new OpRecord(client, kind, key, bytes, token, start, Now, -1, 0, attempt, trail.ToString()));
                 return (-1, null);
             }
             var via = attempt == 1 && fixedNode is not null ? fixedNode : PickNode(random);
@@ -129,17 +136,19 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
                 timeout.CancelAfter(TimeSpan.FromSeconds(8));
                 using var r = await cluster.Http.SendAsync(request(via), timeout.Token);
                 var text = await r.Content.ReadAsStringAsync(timeout.Token);
+                trail.Append($"{via.Name}:{(int)r.StatusCode}@{Now.TotalSeconds:0.000} ");
                 if (r.StatusCode == HttpStatusCode.ServiceUnavailable) { await Delay(150, stop); continue; }
                 JsonElement? body = text.Length > 0 && text[0] == '{' ? JsonDocument.Parse(text).RootElement.Clone() : null;
                 var epoch = body is { } b && b.TryGetProperty("epoch", out var e) && e.ValueKind == JsonValueKind.Number ? e.GetInt64() : 0;
                 if (epoch > 0) lock (_gate) _epochs.Add(epoch);
                 if (kind == OpKind.Grant && body is { } g && g.TryGetProperty("fencingToken", out var t) && t.ValueKind == JsonValueKind.Number)
                     token = t.GetInt64();
-                _history.Add(new OpRecord(client, kind, key, bytes, token, start, Now, (int)r.StatusCode, epoch, attempt));
+                _history.Add(new OpRecord(client, kind, key, bytes, token, start, Now, (int)r.StatusCode, epoch, attempt, trail.ToString().TrimEnd()));
                 return ((int)r.StatusCode, body);
             }
             catch (Exception e) when (e is HttpRequestException or TaskCanceledException or OperationCanceledException or IOException)
             {
+                trail.Append($"{via.Name}:{(e is HttpRequestException ? "refused" : "timeout")}@{Now.TotalSeconds:0.000} ");
                 await Delay(150, stop);
             }
         }
