@@ -247,13 +247,13 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     }
 
     /// <summary>
-    /// A request that arrives after its deadline has been answered 503 by its node already, and its client may have
-    /// retried and written again since: serving it now could undo that later write, so it is dropped unanswered.
+    /// A request that arrives after its deadline is answered 503 by its node, and by then its client may have
+    /// retried and written again: serving it now could undo that later write, so it is dropped unanswered.
     /// </summary>
     private void DropExpired(ILedgerRequest request, TimeSpan late)
     {
         if (_expiredDropped++ % 100 == 0)
-            _log.Info("Dropped {0} that arrived {1:0} ms after its deadline (its node had already answered 503); {2} dropped in this incarnation",
+            _log.Info("Dropped {0} that arrived {1:0} ms after its deadline (its node answers it 503); {2} dropped in this incarnation",
                 request.GetType().Name, late.TotalMilliseconds, _expiredDropped);
     }
 
