@@ -187,7 +187,7 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
                     case 1: KillRandom(); break;
                     case 2: await PauseRandom(stop); break;
                     case 3: GracefulRestart(); break;
-                    default: await KillLeaderHost(); break;
+                    default: await PauseLeaderHost(); break;
                 }
             }
             catch (Exception e) { log($"fault {kind} failed: {e.Message}"); }
@@ -219,6 +219,22 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
         if (node is null) { KillRandom(); return; }
         cluster.Kill(node);
         Note($"SIGKILL {node.Name} (leader host)");
+    }
+
+    /// <summary>
+    /// The classic stale leader: the singleton's host is frozen long enough for the others to down it and start a new
+    /// ledger, then resumes believing it still leads. It must not decide anything before it learns it was downed.
+    /// </summary>
+    private async Task PauseLeaderHost()
+    {
+        var leader = await CurrentLeader();
+        var node = leader is null ? null : cluster.Nodes.FirstOrDefault(n => n.Name == leader && cluster.IsRunning(n));
+        if (node is null) { KillRandom(); return; }
+        lock (_gate) _paused.Add(node.Name);
+        LocalCluster.Signal(cluster.Pid(node), "STOP");
+        Note($"SIGSTOP {node.Name} (leader host) for 12 s");
+        await Delay(12_000, CancellationToken.None);
+        Resume(node);
     }
 
     private void KillRandom()
@@ -284,6 +300,12 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
         var deadline = Now + limit;
         while (Now < deadline)
         {
+            // A node that exits now (a resumed stale leader learning it was downed) is restarted, as a service manager would.
+            foreach (var n in cluster.Nodes.Where(n => !cluster.IsRunning(n)))
+            {
+                cluster.Start(n);
+                Note($"restart {n.Name} (same name, while converging)");
+            }
             var answers = new List<string>();
             foreach (var n in cluster.Nodes)
             {

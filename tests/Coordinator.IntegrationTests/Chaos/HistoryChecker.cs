@@ -74,6 +74,23 @@ public static class HistoryChecker
                     violations.Add($"image {perImage.Key}: {ok.Kind} with token {ok.Token} succeeded after token {newer.Token} was granted (double grant)");
             }
         }
+        // 4. One ledger at a time: once an incarnation (epoch) has answered, no older one answers an operation sent after
+        //    that (a paused leader that resumes must not decide anything, not even a refusal or an unchanged PUT).
+        var answered = ops.Where(o => o.Epoch > 0 && o.Status > 0).OrderBy(o => o.End).ToList();
+        var newestBy = new long[answered.Count];
+        for (var i = 0; i < answered.Count; i++) newestBy[i] = Math.Max(i > 0 ? newestBy[i - 1] : 0, answered[i].Epoch);
+        var ends = answered.Select(o => o.End).ToList();
+        foreach (var op in answered)
+        {
+            var before = ends.BinarySearch(op.Start);
+            var count = before >= 0 ? before : ~before; // answers that ended before this operation was sent
+            while (count > 0 && ends[count - 1] >= op.Start) count--;
+            if (count > 0 && newestBy[count - 1] > op.Epoch)
+            {
+                violations.Add($"{op.Kind} {op.Key} sent at {op.Start.TotalSeconds:0.000}s was answered by epoch {op.Epoch} after epoch {newestBy[count - 1]} had answered (stale leader)");
+                break;
+            }
+        }
         return violations;
     }
 

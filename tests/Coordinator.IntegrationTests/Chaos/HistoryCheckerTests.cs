@@ -30,6 +30,19 @@ public sealed class HistoryCheckerTests
     public void A_clean_history_passes() => Assert.Empty(HistoryChecker.Check(Clean(), 13 * GiB, CleanFinal));
 
     [Fact]
+    public void An_older_epoch_answering_after_a_newer_one_is_a_stale_leader()
+    {
+        var h = Clean();
+        // Epoch 2 answered at 6 s; a PUT sent at 7 s refused by epoch 1 means the old ledger still decided.
+        h.Add(new OpRecord(5, OpKind.Put, "d", GiB, 0, S(7), S(7.5), 409, 1, 1));
+        Assert.Contains(HistoryChecker.Check(h, 13 * GiB, CleanFinal), v => v.Contains("stale leader") && v.Contains("epoch 1 after epoch 2"));
+        // Sent before epoch 2 answered anything: the old ledger may still have answered it.
+        var overlap = Clean();
+        overlap.Add(new OpRecord(5, OpKind.Put, "d", GiB, 0, S(5.5), S(7.5), 409, 1, 1));
+        Assert.Empty(HistoryChecker.Check(overlap, 13 * GiB, CleanFinal));
+    }
+
+    [Fact]
     public void A_lost_write_a_phantom_write_and_a_refusal_that_took_effect_are_found()
     {
         Assert.Contains(HistoryChecker.Check(Clean(), 13 * GiB, new Dictionary<string, long> { ["b"] = 6 * GiB }), v => v.Contains("consumer a"));
