@@ -293,9 +293,21 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         _pendingEvents.Clear();
         _inFlightReplies = _pendingReplies;
         _pendingReplies = [];
-        // One atomic write for the whole batch; the deferred handler runs after it is durable.
-        PersistAllAsync(events, _ => { });
-        DeferAsync(events.Length, OnBatchPersisted);
+        // One atomic write for the whole batch; the deferred handler runs after the journal has answered it. Replies
+        // are released only if the journal confirmed every event: a journal that fails a write still runs the
+        // deferred handler, and a ledger that lost its journal to a newer ledger must never acknowledge.
+        var confirmed = 0;
+        PersistAllAsync(events, _ => confirmed++);
+        DeferAsync(events.Length, count =>
+        {
+            if (confirmed == count) OnBatchPersisted(count);
+            else
+            {
+                _log.Error("Journal confirmed {0} of {1} event(s) of a batch; its replies are withheld and the ledger restarts from its journal",
+                    confirmed, count);
+                Context.Stop(Self);
+            }
+        });
     }
 
     private void OnBatchPersisted(int count)
