@@ -53,6 +53,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private List<(IActorRef To, object Reply)>? _inFlightReplies; // null: no write in flight
     private long _eventsSinceSnapshot;
     private long _expiredDropped;
+    private long _appliedThrough; // sequence number of the last event (or snapshot) applied during recovery
 
     // Recovery figures of this incarnation, reported by /v1/leader (recovery time bounds failover time).
     private readonly long _recoveryStarted = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -109,12 +110,21 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             case SnapshotOffer { Snapshot: LedgerSnapshot s } offer:
                 _ledger = CsvLedger.FromSnapshot(s);
                 _snapshotSequenceNr = offer.Metadata.SequenceNr;
+                _appliedThrough = offer.Metadata.SequenceNr;
                 _snapshotLoadedMs = System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds;
                 break;
             case LedgerEvent e:
                 _ledger.Apply(e);
+                _appliedThrough = LastSequenceNr;
                 _eventsSinceSnapshot++;
                 _eventsReplayed++;
+                break;
+            case RecoveryCompleted when LastSequenceNr != _appliedThrough:
+                // The journal holds events this state does not (skipped by a replay filter, or written while we
+                // read): writing on top would fork the ledger. Stop; the supervisor recovers again after a backoff.
+                _log.Error("Recovery applied events through {0} but the journal's highest sequence number is {1}; not serving from this state, recovering again",
+                    _appliedThrough, LastSequenceNr);
+                Context.Stop(Self);
                 break;
             case RecoveryCompleted:
                 _recovery = new LedgerRecovery(_snapshotSequenceNr, _eventsReplayed,

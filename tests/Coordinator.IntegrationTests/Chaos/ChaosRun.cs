@@ -185,9 +185,9 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
                 {
                     case 0: await KillLeaderHost(); break;
                     case 1: KillRandom(); break;
-                    case 2: await PauseRandom(stop); break;
+                    case 2: await PauseLeaderHost(); break; // early enough that clients meet the resumed stale leader
                     case 3: GracefulRestart(); break;
-                    default: await PauseLeaderHost(); break;
+                    default: await PauseRandom(stop); break;
                 }
             }
             catch (Exception e) { log($"fault {kind} failed: {e.Message}"); }
