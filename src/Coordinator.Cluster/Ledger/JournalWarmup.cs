@@ -125,9 +125,9 @@ public sealed class JournalWarmup : UntypedPersistentActor, IWithTimers
     }
 
     private int _deletionsAnswered;
+    private int _deleteRetries;
 
     private void TrimEvents() => DeleteMessages(LastSequenceNr - 1);
-    private int _deleteRetries;
 
     private sealed class RetryDelete
     {

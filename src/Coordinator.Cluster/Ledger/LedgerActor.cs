@@ -304,8 +304,8 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         _inFlightReplies = _pendingReplies;
         _pendingReplies = [];
         // One atomic write for the whole batch; the deferred handler runs after the journal has answered it. Replies
-        // are released only if the journal confirmed every event: a journal that fails a write still runs the
-        // deferred handler, and a ledger that lost its journal to a newer ledger must never acknowledge.
+        // are released only if the journal confirmed every event: the journal answers a deferral even after a failed
+        // write (Akka normally stops us first), and a ledger whose write a newer ledger refused must never acknowledge.
         var confirmed = 0;
         PersistAllAsync(events, _ => confirmed++);
         DeferAsync(events.Length, count =>
