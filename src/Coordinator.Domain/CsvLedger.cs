@@ -105,6 +105,9 @@ public sealed partial class CsvLedger
 
     public LeaderEpochStarted NextEpoch(string node, DateTimeOffset now) => new(Epoch + 1, node, now);
 
+    /// <summary>The barrier a leader persists to prove it is still the only writer (see <see cref="LeaderConfirmed"/>).</summary>
+    public LeaderConfirmed ConfirmLeader(DateTimeOffset now) => new(Epoch, now);
+
     // ---------------------------------------------------------------- state changes
 
     public void Apply(LedgerEvent e)
@@ -113,6 +116,8 @@ public sealed partial class CsvLedger
         {
             case LeaderEpochStarted s:
                 Epoch = s.Epoch; EpochNode = s.Node; EpochStartedAt = s.At;
+                break;
+            case LeaderConfirmed:
                 break;
             case VolumeConfigured c:
                 if (_volumes.TryGetValue(c.Volume, out var existing))

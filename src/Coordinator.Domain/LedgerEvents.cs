@@ -8,6 +8,7 @@ namespace Coordinator.Domain;
 /// </summary>
 [JsonPolymorphic(TypeDiscriminatorPropertyName = "$type")]
 [JsonDerivedType(typeof(LeaderEpochStarted), "epoch-started")]
+[JsonDerivedType(typeof(LeaderConfirmed), "leader-confirmed")]
 [JsonDerivedType(typeof(VolumeConfigured), "volume-configured")]
 [JsonDerivedType(typeof(ReservationPlaced), "reservation-placed")]
 [JsonDerivedType(typeof(ReservationReleased), "reservation-released")]
@@ -28,6 +29,14 @@ public abstract record LedgerEvent;
 
 /// <summary>A new incarnation of the singleton took over; replies carry its epoch so clients can tell a new leader.</summary>
 public sealed record LeaderEpochStarted(long Epoch, string Node, DateTimeOffset At) : LedgerEvent;
+
+/// <summary>
+/// A barrier: the leader of this epoch wrote to the journal, so no newer leader had written before it. Written only
+/// before an answer that needs no write (a read, a refusal, an unchanged PUT) once the leader's last write is older
+/// than its read lease; a stale leader's barrier collides with the newer leader's sequence numbers and fails.
+/// It changes nothing in the ledger.
+/// </summary>
+public sealed record LeaderConfirmed(long Epoch, DateTimeOffset At) : LedgerEvent;
 
 /// <summary>A volume's capacity or headroom as configured on the node that hosts the singleton.</summary>
 public sealed record VolumeConfigured(string Volume, string Path, long CapacityBytes, long HeadroomBytes) : LedgerEvent;

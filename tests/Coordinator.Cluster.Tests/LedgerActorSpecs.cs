@@ -40,7 +40,7 @@ public abstract class LedgerActorSpecs : IDisposable
         TimeSpan.FromHours(1), "", "", TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(30));
 
     /// <summary>A whole new ActorSystem on the same journal: nothing survives in memory between incarnations.</summary>
-    private (ActorSystem System, IActorRef Ledger) StartIncarnation(LedgerSettings settings)
+    private (ActorSystem System, IActorRef Ledger) StartIncarnation(LedgerSettings settings, string name = "ledger")
     {
         Skip.If(Unavailable is not null, Unavailable);
         var config = ConfigurationFactory.ParseString("""
@@ -52,7 +52,7 @@ public abstract class LedgerActorSpecs : IDisposable
             .WithFallback(CoordinatorHocon.Serialization);
         var system = ActorSystem.Create("ledger-spec", config);
         _systems.Add(system);
-        return (system, system.ActorOf(LedgerActor.Props(settings), "ledger"));
+        return (system, system.ActorOf(LedgerActor.Props(settings), name));
     }
 
     private static async Task StopAsync(ActorSystem system) => await system.Terminate();
@@ -175,6 +175,51 @@ public abstract class LedgerActorSpecs : IDisposable
 
         var list = await Ask<ReservationsReply>(ledger, new GetReservations("Volume1"));
         Assert.Equal(["vm2"], list.Reservations.Select(r => r.ConsumerId));
+    }
+
+    /// <summary>
+    /// The classic stale leader on a real journal: the old ledger stays alive in its ActorSystem (as in a process
+    /// that was paused, downed and resumed) while a newer ledger takes over and writes. Past its read lease the old
+    /// one must not answer from memory (an unchanged PUT, a read): its barrier write collides with the newer leader's
+    /// sequence numbers and it stops unanswered. A new incarnation on that node stands down first.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_stale_leader_answers_nothing_from_memory_after_a_newer_leader_wrote()
+    {
+        var settings = Settings() with { ReadLease = TimeSpan.FromMilliseconds(300), WaitAfterWriteFailure = TimeSpan.FromSeconds(2) };
+        var (sys1, stale) = StartIncarnation(settings);
+        Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
+        // Within its lease the leader answers from memory.
+        Assert.Equal(ReserveStatus.Unchanged, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
+
+        var (_, leader) = StartIncarnation(settings, "ledger-new");
+        Assert.Equal(ReleaseStatus.Released, (await Ask<ReleaseReply>(leader, new ReleaseCommand("Volume1", "vm1"))).Outcome.Status);
+        await Task.Delay(500); // past the stale one's 300 ms lease: it was "paused" meanwhile
+
+        // From stale memory these would be "Unchanged" and a list holding vm1: neither may be answered at all.
+        var terminated = stale.WatchAsync();
+        var unchanged = stale.Ask<ReserveReply>(Reserve("vm1", 8 * GiB), TimeSpan.FromSeconds(1.5));
+        var listed = stale.Ask<ReservationsReply>(new GetReservations("Volume1"), TimeSpan.FromSeconds(1.5));
+        await Assert.ThrowsAsync<AskTimeoutException>(() => unchanged);
+        await Assert.ThrowsAsync<AskTimeoutException>(() => listed);
+        Assert.True(await terminated.WaitAsync(TimeSpan.FromSeconds(5)), "the stale ledger stops after its barrier failed");
+
+        // The real leader was not disturbed.
+        Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(leader, Reserve("vm2", GiB))).Outcome.Status);
+
+        // A new incarnation on the stale node (its supervisor's restart) stands down instead of taking the journal back,
+        // then stops for the next restart; the real leader keeps writing meanwhile.
+        var restarted = sys1.ActorOf(LedgerActor.Props(settings), "ledger-restarted");
+        var restartedStopped = restarted.WatchAsync();
+        await Assert.ThrowsAsync<AskTimeoutException>(() => restarted.Ask<LeaderReply>(GetLeader.Instance, TimeSpan.FromSeconds(1)));
+        Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(leader, Reserve("vm3", GiB))).Outcome.Status);
+        Assert.True(await restartedStopped.WaitAsync(TimeSpan.FromSeconds(5)), "the standing-down incarnation stops after its wait");
+
+        // Past the wait an incarnation serves again, from the whole journal.
+        var later = sys1.ActorOf(LedgerActor.Props(settings), "ledger-later");
+        var list = await Ask<ReservationsReply>(later, new GetReservations("Volume1"));
+        Assert.Equal(["vm2", "vm3"], list.Reservations.Select(r => r.ConsumerId).Order());
+        Assert.Equal(3, list.Epoch);
     }
 
     public void Dispose()

@@ -51,6 +51,12 @@ public sealed record CoordinatorSettings
     public required JournalProvider Provider { get; init; }
     public required string ConnectionString { get; init; }
     public required int SnapshotEvery { get; init; }
+
+    /// <summary>How long after its last confirmed write the ledger may answer from memory (see LeaderReadLease).</summary>
+    public required TimeSpan ReadLease { get; init; }
+
+    /// <summary>How long a ledger whose write failed (possibly refused because a newer leader wrote) waits before serving again.</summary>
+    public required TimeSpan WaitAfterWriteFailure { get; init; }
     public required QuotaPolicy QuotaPolicy { get; init; }
     public required IReadOnlyDictionary<string, double> NodeWeights { get; init; }
     public required TimeSpan RescanInterval { get; init; }
@@ -183,6 +189,21 @@ public sealed record CoordinatorSettings
             Math.Max(1, c.GetInt("hyperv.drain-concurrency", 2)),
             peers);
 
+        var readLease = c.GetTimeSpan("ledger.read-lease", TimeSpan.FromMilliseconds(500));
+        if (readLease < TimeSpan.Zero) throw new ConfigurationException("coordinator.ledger.read-lease must not be negative");
+        // The lease is safe only while no takeover can be quicker: a member is downed no sooner than
+        // acceptable-heartbeat-pause + stable-after after it fell silent, and the singleton moves down-removal-margin later.
+        var quickestTakeover = root.GetTimeSpan("akka.cluster.failure-detector.acceptable-heartbeat-pause", TimeSpan.FromSeconds(3))
+                               + root.GetTimeSpan("akka.cluster.split-brain-resolver.stable-after", TimeSpan.FromSeconds(20))
+                               + root.GetTimeSpan("akka.cluster.down-removal-margin", TimeSpan.Zero);
+        if (readLease >= quickestTakeover / 2)
+            throw new ConfigurationException(
+                $"coordinator.ledger.read-lease ({readLease.TotalMilliseconds:0} ms) must stay below half the quickest takeover " +
+                $"(acceptable-heartbeat-pause + split-brain-resolver.stable-after + down-removal-margin = {quickestTakeover.TotalMilliseconds:0} ms)");
+        var waitAfterFailure = c.GetTimeSpan("ledger.wait-after-write-failure", TimeSpan.FromSeconds(5));
+        if (waitAfterFailure <= readLease)
+            throw new ConfigurationException("coordinator.ledger.wait-after-write-failure must be longer than coordinator.ledger.read-lease");
+
         var logFile = c.GetString("logging.file", "");
         return new CoordinatorSettings
         {
@@ -195,6 +216,8 @@ public sealed record CoordinatorSettings
             Provider = provider,
             ConnectionString = conn,
             SnapshotEvery = c.GetInt("persistence.snapshot-every", 1000),
+            ReadLease = readLease,
+            WaitAfterWriteFailure = waitAfterFailure,
             QuotaPolicy = policy,
             NodeWeights = weights,
             Images = images,

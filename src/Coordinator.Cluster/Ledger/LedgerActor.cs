@@ -18,11 +18,21 @@ public sealed record LedgerSettings(
     TimeSpan RescanInterval,
     ImageCacheSettings Images)
 {
+    /// <summary>How long after its last confirmed write the ledger answers from memory (see <see cref="LeaderReadLease"/>).</summary>
+    public TimeSpan ReadLease { get; init; } = TimeSpan.FromMilliseconds(500);
+
+    /// <summary>After a failed write, how long a new incarnation on this node waits before it serves.</summary>
+    public TimeSpan WaitAfterWriteFailure { get; init; } = TimeSpan.FromSeconds(5);
+
     public static LedgerSettings From(CoordinatorSettings s) => new(
         s.NodeName,
         s.Volumes.Select(v => new ResolvedVolume(v.Name, v.Path,
             v.CapacityBytes ?? VolumeMeasurer.FileSystemCapacity(v.Path), v.HeadroomBytes, v.CapacityBytes is null)).ToList(),
-        s.QuotaPolicy, s.WeightOf, s.SnapshotEvery, s.RescanInterval, s.Images);
+        s.QuotaPolicy, s.WeightOf, s.SnapshotEvery, s.RescanInterval, s.Images)
+    {
+        ReadLease = s.ReadLease,
+        WaitAfterWriteFailure = s.WaitAfterWriteFailure,
+    };
 }
 
 public sealed record ResolvedVolume(string Name, string Path, long CapacityBytes, long HeadroomBytes, bool UseFileSystemTotals);
@@ -55,6 +65,13 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private long _expiredDropped;
     private long _appliedThrough; // sequence number of the last event (or snapshot) applied during recovery
 
+    // The stale-leader guard: answers without a write come from memory only within the lease of the last confirmed
+    // write, else behind a barrier write; after a failed write on this node a new incarnation first stands down.
+    private readonly LeaderReadLease _lease;
+    private readonly LedgerWriteFailures _writeFailures = LedgerWriteFailures.Get(Context.System);
+    private bool _standingDown;
+    private long _barriers;
+
     // Recovery figures of this incarnation, reported by /v1/leader (recovery time bounds failover time).
     private readonly long _recoveryStarted = System.Diagnostics.Stopwatch.GetTimestamp();
     // Where recovery time goes besides I/O: GC pauses and JIT compilation (logged with the recovery figures).
@@ -72,7 +89,13 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     // Scans in progress, per volume, with the requesters waiting for their result.
     private readonly Dictionary<string, List<IActorRef>> _scans = new(StringComparer.Ordinal);
 
-    public LedgerActor(LedgerSettings settings) => _settings = settings;
+    public LedgerActor(LedgerSettings settings)
+    {
+        _settings = settings;
+        _lease = new LeaderReadLease(settings.ReadLease);
+    }
+
+    private static ClockReading Now() => new(System.Diagnostics.Stopwatch.GetElapsedTime(0), DateTimeOffset.UtcNow);
 
     public static Props Props(LedgerSettings settings) => Akka.Actor.Props.Create(() => new LedgerActor(settings));
 
@@ -126,6 +149,18 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
                     _appliedThrough, LastSequenceNr);
                 Context.Stop(Self);
                 break;
+            case RecoveryCompleted when _writeFailures.SinceLastFailure() is { } since && since < _settings.WaitAfterWriteFailure:
+            {
+                // Most likely this node was a leader whose write a newer leader's events refused: it was paused or cut
+                // off, was downed meanwhile, and is about to learn it. Writing a new epoch now would take the journal
+                // back from the real leader (and fence it in turn), so serve nothing, then recover again.
+                var wait = _settings.WaitAfterWriteFailure - since;
+                _log.Warning("A ledger write on this node failed {0:0} ms ago (the journal was unavailable, or a newer leader wrote); " +
+                             "serving nothing for {1:0} ms, then recovering again", since.TotalMilliseconds, wait.TotalMilliseconds);
+                _standingDown = true;
+                Timers.StartSingleTimer("stand-down", StandDownOver.Instance, wait);
+                break;
+            }
             case RecoveryCompleted:
                 _recovery = new LedgerRecovery(_snapshotSequenceNr, _eventsReplayed,
                     System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds, _snapshotLoadedMs);
@@ -156,9 +191,11 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 
         // Persist (not PersistAsync): Akka stashes commands until the epoch is durable.
         var remaining = events.Count;
+        var issuedAt = Now();
         PersistAll(events, _ =>
         {
             if (--remaining > 0) return;
+            _lease.Confirmed(issuedAt);
             _log.Info("Ledger epoch {0} started on {1} with {2} volume(s)", _ledger.Epoch, _settings.NodeName,
                 _ledger.VolumeNames.Count());
             Timers.StartPeriodicTimer("rescan", RescanTick.Instance, TimeSpan.FromMilliseconds(100), _settings.RescanInterval);
@@ -171,6 +208,12 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 
     protected override void OnCommand(object message)
     {
+        if (_standingDown)
+        {
+            // Requests go unanswered: their nodes answer 503 at the deadline and clients retry.
+            if (message is StandDownOver) Context.Stop(Self);
+            return;
+        }
         if (message is ExpiringRequest expiring)
         {
             var late = DateTimeOffset.UtcNow - expiring.Deadline;
@@ -287,19 +330,32 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         }
     }
 
-    /// <summary>Sends a reply once every event it reflects is durable (at once when nothing is outstanding).</summary>
+    /// <summary>
+    /// Sends a reply once every event it reflects is durable (at once when nothing is outstanding). A reply that needs
+    /// no write of its own goes at once only within the read lease; past it, behind a barrier write that a newer
+    /// leader's events would refuse (see <see cref="LeaderReadLease"/>).
+    /// </summary>
     private void Reply(object reply) => ReplyTo(Sender, reply);
 
     private void ReplyTo(IActorRef to, object reply)
     {
+        if (_pendingEvents.Count == 0 && !to.Equals(Self) && !_lease.Holds(Now())) EmitBarrier();
         if (_pendingEvents.Count > 0) _pendingReplies.Add((to, reply));
         else if (_inFlightReplies is not null) _inFlightReplies.Add((to, reply));
         else to.Tell(reply, Self);
     }
 
+    private void EmitBarrier()
+    {
+        Emit([_ledger.ConfirmLeader(DateTimeOffset.UtcNow)]);
+        if (++_barriers % 1000 == 1)
+            _log.Debug("Read lease expired: barrier write {0} of this incarnation before answering from memory", _barriers);
+    }
+
     private void Flush()
     {
         var events = _pendingEvents.ToArray();
+        var issuedAt = Now();
         _pendingEvents.Clear();
         _inFlightReplies = _pendingReplies;
         _pendingReplies = [];
@@ -310,9 +366,10 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         PersistAllAsync(events, _ => confirmed++);
         DeferAsync(events.Length, count =>
         {
-            if (confirmed == count) OnBatchPersisted(count);
+            if (confirmed == count) OnBatchPersisted(count, issuedAt);
             else
             {
+                _writeFailures.Record();
                 _log.Error("Journal confirmed {0} of {1} event(s) of a batch; its replies are withheld and the ledger restarts from its journal",
                     confirmed, count);
                 Context.Stop(Self);
@@ -320,8 +377,9 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         });
     }
 
-    private void OnBatchPersisted(int count)
+    private void OnBatchPersisted(int count, ClockReading issuedAt)
     {
+        _lease.Confirmed(issuedAt);
         var replies = _inFlightReplies!;
         _inFlightReplies = null;
         foreach (var (to, reply) in replies) to.Tell(reply, Self);
@@ -343,12 +401,15 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         // The journal refused the batch (serialization, constraint): the in-memory state is ahead of the journal,
         // so rebuild it from the journal rather than answer from it.
         _log.Error(cause, "Journal rejected event {0} at {1}; restarting the ledger from its journal", @event.GetType().Name, sequenceNr);
+        _writeFailures.Record();
         Context.Stop(Self);
     }
 
     protected override void OnPersistFailure(Exception cause, object @event, long sequenceNr)
     {
-        _log.Error(cause, "Journal write failed at {0}; the ledger stops and recovers when the journal answers", sequenceNr);
+        // Also what a stale leader sees: a newer leader's events already hold this sequence number.
+        _log.Error(cause, "Journal write failed at {0} (the journal is unavailable, or a newer leader wrote); the ledger stops and recovers from the journal", sequenceNr);
+        _writeFailures.Record();
         base.OnPersistFailure(cause, @event, sequenceNr);
     }
 
@@ -387,6 +448,11 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             Emit(_ledger.Measure(s.Volume, s.Usage.UsedBytes, s.Usage.ConsumerUsage, DateTimeOffset.UtcNow));
         foreach (var w in waiters ?? [])
             ReplyTo(w, new VolumeReply(_ledger.Epoch, _ledger.View(s.Volume), s.Error));
+    }
+
+    private sealed record StandDownOver
+    {
+        public static readonly StandDownOver Instance = new();
     }
 
     private sealed record RescanTick
