@@ -256,7 +256,8 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
                 break;
             }
             case GetLeader:
-                Reply(new LeaderReply(_ledger.Epoch, _settings.NodeName, _cluster.SelfAddress.ToString(),
+                // Who leads, not ledger state: no barrier, so health probes (/readyz) add no writes to an idle journal.
+                ReplyTo(Sender, fenced: false, new LeaderReply(_ledger.Epoch, _settings.NodeName, _cluster.SelfAddress.ToString(),
                     _ledger.EpochStartedAt ?? DateTimeOffset.UtcNow, _recovery));
                 break;
             case RescanVolume r:
@@ -337,9 +338,11 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     /// </summary>
     private void Reply(object reply) => ReplyTo(Sender, reply);
 
-    private void ReplyTo(IActorRef to, object reply)
+    private void ReplyTo(IActorRef to, object reply) => ReplyTo(to, fenced: !to.Equals(Self), reply);
+
+    private void ReplyTo(IActorRef to, bool fenced, object reply)
     {
-        if (_pendingEvents.Count == 0 && !to.Equals(Self) && !_lease.Holds(Now())) EmitBarrier();
+        if (fenced && _pendingEvents.Count == 0 && !_lease.Holds(Now())) EmitBarrier();
         if (_pendingEvents.Count > 0) _pendingReplies.Add((to, reply));
         else if (_inFlightReplies is not null) _inFlightReplies.Add((to, reply));
         else to.Tell(reply, Self);

@@ -32,8 +32,9 @@ public static class HistoryChecker
 
         // 2. Capacity: a lower bound of the ledger's real claims over time. An acknowledged PUT may take effect anywhere
         //    between its sending and its answer: until the answer the bound keeps the smaller of the old and new size,
-        //    after it the new size; a DELETE may take effect from its sending. If even this lower bound exceeds the
-        //    capacity, the ledger overcommitted.
+        //    after it the new size; a DELETE may take effect from its sending. A PUT left without an answer (its node
+        //    froze or the run ended) may have taken effect too: a shrink lowers the bound from its sending, nothing ever
+        //    raises it. If even this lower bound exceeds the capacity, the ledger overcommitted.
         var timeline = new List<(TimeSpan At, int Order, string Key, long Bytes, bool Lower)>();
         foreach (var op in ops)
         {
@@ -42,6 +43,7 @@ public static class HistoryChecker
                 timeline.Add((op.Start, 0, op.Key, op.Bytes, true));
                 timeline.Add((op.End, 1, op.Key, op.Bytes, false));
             }
+            if (op.Kind == OpKind.Put && op.Status < 0) timeline.Add((op.Start, 0, op.Key, op.Bytes, true));
             if (op.Kind == OpKind.Delete) timeline.Add((op.Start, 0, op.Key, 0, true));
         }
         var current = new Dictionary<string, long>();

@@ -69,6 +69,27 @@ public sealed class HistoryCheckerTests
         Assert.Empty(HistoryChecker.Check(h, 10 * GiB, new Dictionary<string, long> { ["a"] = 1 * GiB, ["b"] = 9 * GiB }));
     }
 
+    /// <summary>
+    /// Found by a 300 s run: a shrink sent through a node that was SIGSTOPped a moment later had no answer by the end,
+    /// yet the ledger had applied it, and later claims fitted only because of it.
+    /// </summary>
+    [Fact]
+    public void A_shrink_without_an_answer_may_have_taken_effect()
+    {
+        var h = new History();
+        h.Add(new OpRecord(0, OpKind.Put, "a", 8 * GiB, 0, S(0), S(1), 201, 1, 1));
+        h.Add(new OpRecord(0, OpKind.Put, "a", 1 * GiB, 0, S(2), S(10), -1, 0, 1)); // its node froze: no answer
+        h.Add(new OpRecord(1, OpKind.Put, "b", 9 * GiB, 0, S(3), S(4), 201, 1, 1));
+        Assert.Empty(HistoryChecker.Check(h, 10 * GiB, new Dictionary<string, long> { ["a"] = 1 * GiB, ["b"] = 9 * GiB }));
+        // A growth without an answer does not lower anything: real overcommit is still found.
+        var grown = new History();
+        grown.Add(new OpRecord(0, OpKind.Put, "a", 8 * GiB, 0, S(0), S(1), 201, 1, 1));
+        grown.Add(new OpRecord(0, OpKind.Put, "a", 9 * GiB, 0, S(2), S(10), -1, 0, 1));
+        grown.Add(new OpRecord(1, OpKind.Put, "b", 9 * GiB, 0, S(3), S(4), 201, 1, 1));
+        Assert.Contains(HistoryChecker.Check(grown, 10 * GiB, new Dictionary<string, long> { ["a"] = 8 * GiB, ["b"] = 9 * GiB }),
+            v => v.Contains("over the capacity"));
+    }
+
     [Fact]
     public void A_double_grant_and_a_token_that_did_not_grow_are_found()
     {
