@@ -70,6 +70,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private readonly LeaderReadLease _lease;
     private readonly LedgerWriteFailures _writeFailures = LedgerWriteFailures.Get(Context.System);
     private bool _standingDown;
+    private bool _stopping; // StopLedger received: answer nothing new, stop once the write in flight is confirmed
     private long _barriers;
 
     // Recovery figures of this incarnation, reported by /v1/leader (recovery time bounds failover time).
@@ -105,7 +106,9 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     /// </summary>
     public static Props SupervisedProps(LedgerSettings settings) =>
         BackoffSupervisor.Props(Backoff.OnStop(Props(settings), "ledger",
-            TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(5), 0.2, -1));
+                TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(5), 0.2, -1)
+            // At a hand-over the singleton gets StopLedger: the ledger stops once flushed, and its supervisor with it.
+            .WithFinalStopMessage(m => m is StopLedger));
 
     public override string PersistenceId => PersistenceIdValue;
 
@@ -211,7 +214,14 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         if (_standingDown)
         {
             // Requests go unanswered: their nodes answer 503 at the deadline and clients retry.
-            if (message is StandDownOver) Context.Stop(Self);
+            if (message is StandDownOver or StopLedger) Context.Stop(Self);
+            return;
+        }
+        if (message is StopLedger || _stopping)
+        {
+            // Handing over: new requests go unanswered (503, then the client retries at the next leader).
+            _stopping = true;
+            if (_inFlightReplies is null && _pendingEvents.Count == 0) Context.Stop(Self);
             return;
         }
         if (message is ExpiringRequest expiring)
@@ -397,6 +407,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             _eventsSinceSnapshot = 0;
         }
         if (_pendingEvents.Count > 0) Flush();
+        else if (_stopping) Context.Stop(Self);
     }
 
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)

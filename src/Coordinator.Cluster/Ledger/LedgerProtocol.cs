@@ -66,3 +66,13 @@ public sealed record LeaderReply(long Epoch, string Node, string Address, DateTi
 
 /// <summary>How this incarnation of the ledger recovered: from which snapshot, how many events replayed, how long.</summary>
 public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed, double DurationMs, double SnapshotLoadedMs);
+
+/// <summary>
+/// The singleton's termination message at a hand-over (instead of PoisonPill): the ledger stops only once its write in
+/// flight is confirmed, so that write cannot land after the next leader has read the journal and take the sequence
+/// number of that leader's first event.
+/// </summary>
+public sealed record StopLedger
+{
+    public static readonly StopLedger Instance = new();
+}

@@ -38,7 +38,7 @@ public static class AkkaSetup
                     loggers.AddLogger<SerilogLogger>();
                 })
                 .WithSingleton<CsvLedgerSingleton>(CsvLedgerSingleton.Name, LedgerActor.SupervisedProps(ledgerSettings),
-                    new ClusterSingletonOptions { Role = null }, createProxyToo: true)
+                    new ClusterSingletonOptions { Role = null, TerminationMessage = StopLedger.Instance }, createProxyToo: true)
                 .WithActors((system, registry, resolver) =>
                 {
                     // The node actor: this node's VMs, reconciled with the ledger through the singleton proxy.
