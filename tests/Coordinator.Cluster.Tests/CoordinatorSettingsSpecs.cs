@@ -39,6 +39,9 @@ public sealed class CoordinatorSettingsSpecs
         Assert.Contains("coordinator.ledger.read-lease", e.Message);
         Assert.Contains("1200 ms", e.Message);
         Assert.Equal(TimeSpan.FromMilliseconds(599), Load(FastFailover, ConfigurationFactory.ParseString("coordinator.ledger.read-lease = 599ms")).ReadLease);
+        // The defaults: 3 s + 2 s + 1 s = 6 s, so up to 2,999 ms.
+        Assert.Contains("6000 ms", Assert.Throws<ConfigurationException>(() =>
+            Load(ConfigurationFactory.ParseString("coordinator.ledger { read-lease = 3s, wait-after-write-failure = 10s }"))).Message);
     }
 
     [Fact]
