@@ -187,7 +187,7 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
                     case 1: KillRandom(); break;
                     // Third (~19 s, resumed ~31 s): every CI-sized run meets a resumed stale leader.
                     case 2: await PauseLeaderHost(); break;
-                    case 3: await PauseRandom(stop); break;
+                    case 3: await PauseRandom(); break;
                     default: GracefulRestart(); break;
                 }
             }
@@ -202,22 +202,34 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
     {
         while (!stop.IsCancellationRequested)
         {
-            foreach (var n in cluster.Nodes)
-                if (!cluster.IsRunning(n) && !_paused.Contains(n.Name))
-                {
-                    cluster.Start(n);
-                    _history.Fault(Now, $"restart {n.Name}");
-                    log($"{Now.TotalSeconds,6:0.0}s restart {n.Name} (same name)");
-                }
+            RestartExited("");
             await Delay(2000, stop);
         }
     }
 
-    private async Task KillLeaderHost()
+    /// <summary>Starts again, with the same name, every node whose process exited (a paused one has not).</summary>
+    private void RestartExited(string when)
+    {
+        foreach (var n in cluster.Nodes)
+        {
+            bool paused;
+            lock (_gate) paused = _paused.Contains(n.Name);
+            if (paused || cluster.IsRunning(n)) continue;
+            cluster.Start(n);
+            Note($"restart {n.Name} (same name{when})");
+        }
+    }
+
+    /// <summary>The running node that hosts the ledger, or null when no node names one.</summary>
+    private async Task<NodeInfo?> LeaderHost()
     {
         var leader = await CurrentLeader();
-        var node = leader is null ? null : cluster.Nodes.FirstOrDefault(n => n.Name == leader && cluster.IsRunning(n));
-        if (node is null) { KillRandom(); return; }
+        return leader is null ? null : cluster.Nodes.FirstOrDefault(n => n.Name == leader && cluster.IsRunning(n));
+    }
+
+    private async Task KillLeaderHost()
+    {
+        if (await LeaderHost() is not { } node) { KillRandom(); return; }
         cluster.Kill(node);
         Note($"SIGKILL {node.Name} (leader host)");
     }
@@ -228,14 +240,8 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
     /// </summary>
     private async Task PauseLeaderHost()
     {
-        var leader = await CurrentLeader();
-        var node = leader is null ? null : cluster.Nodes.FirstOrDefault(n => n.Name == leader && cluster.IsRunning(n));
-        if (node is null) { KillRandom(); return; }
-        lock (_gate) _paused.Add(node.Name);
-        LocalCluster.Signal(cluster.Pid(node), "STOP");
-        Note($"SIGSTOP {node.Name} (leader host) for 12 s");
-        await Delay(12_000, CancellationToken.None);
-        Resume(node);
+        if (await LeaderHost() is not { } node) { KillRandom(); return; }
+        await Pause(node, 12_000, " (leader host) for 12 s");
     }
 
     private void KillRandom()
@@ -245,13 +251,15 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
         Note($"SIGKILL {node.Name}");
     }
 
-    private async Task PauseRandom(CancellationToken stop)
+    private Task PauseRandom() => Pause(PickNode(_random), _random.Next(3000, 7000), "");
+
+    /// <summary>SIGSTOP, then SIGCONT after the pause (also when the run ends meanwhile: a node is never left frozen).</summary>
+    private async Task Pause(NodeInfo node, int milliseconds, string what)
     {
-        var node = PickNode(_random);
         lock (_gate) _paused.Add(node.Name);
         LocalCluster.Signal(cluster.Pid(node), "STOP");
-        Note($"SIGSTOP {node.Name}");
-        await Delay(_random.Next(3000, 7000), CancellationToken.None);
+        Note($"SIGSTOP {node.Name}{what}");
+        await Delay(milliseconds, CancellationToken.None);
         Resume(node);
     }
 
@@ -302,11 +310,7 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
         while (Now < deadline)
         {
             // A node that exits now (a resumed stale leader learning it was downed) is restarted, as a service manager would.
-            foreach (var n in cluster.Nodes.Where(n => !cluster.IsRunning(n)))
-            {
-                cluster.Start(n);
-                Note($"restart {n.Name} (same name, while converging)");
-            }
+            RestartExited(", while converging");
             var answers = new List<string>();
             foreach (var n in cluster.Nodes)
             {
