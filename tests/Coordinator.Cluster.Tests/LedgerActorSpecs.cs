@@ -186,9 +186,15 @@ public abstract class LedgerActorSpecs : IDisposable
     [SkippableFact]
     public async Task A_stale_leader_answers_nothing_from_memory_after_a_newer_leader_wrote()
     {
-        var settings = Settings() with { ReadLease = TimeSpan.FromMilliseconds(300), WaitAfterWriteFailure = TimeSpan.FromSeconds(2) };
+        // The wait must outlast the steps between the stale ledger's failed barrier and the restarted incarnation's
+        // question below with room to spare on a loaded CI machine (2 s once left 8 ms).
+        var settings = Settings() with { ReadLease = TimeSpan.FromMilliseconds(300), WaitAfterWriteFailure = TimeSpan.FromSeconds(5) };
         var (sys1, stale) = StartIncarnation(settings);
         Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
+        // Its first volume scan (a timer, 100 ms after recovery) is recorded before the "pause": a paused process
+        // writes nothing, and a scan landing after the newer ledger read the journal would race its first write.
+        // Scanning now records it; the timer's scan then finds nothing changed and writes nothing.
+        Assert.Null((await Ask<VolumeReply>(stale, new RescanVolume("Volume1"))).Error);
         // Within its lease the leader answers from memory.
         Assert.Equal(ReserveStatus.Unchanged, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
 
@@ -213,7 +219,7 @@ public abstract class LedgerActorSpecs : IDisposable
         var restartedStopped = restarted.WatchAsync();
         await Assert.ThrowsAsync<AskTimeoutException>(() => restarted.Ask<LeaderReply>(GetLeader.Instance, TimeSpan.FromSeconds(1)));
         Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(leader, Reserve("vm3", GiB))).Outcome.Status);
-        Assert.True(await restartedStopped.WaitAsync(TimeSpan.FromSeconds(5)), "the standing-down incarnation stops after its wait");
+        Assert.True(await restartedStopped.WaitAsync(TimeSpan.FromSeconds(10)), "the standing-down incarnation stops after its wait");
 
         // Past the wait an incarnation serves again, from the whole journal.
         var later = sys1.ActorOf(LedgerActor.Props(settings), "ledger-later");
