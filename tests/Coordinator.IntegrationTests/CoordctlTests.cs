@@ -351,13 +351,22 @@ public sealed class CoordctlClientRetryTests
     [Fact]
     public async Task Retry_After_is_capped_and_the_budget_ends_in_CoordinatorUnavailableException()
     {
-        var options = new CoordinatorClientOptions { RetryBudget = TimeSpan.FromSeconds(1), MaxRetryDelay = TimeSpan.FromMilliseconds(100) };
+        var cap = TimeSpan.FromMilliseconds(100);
+        var notices = new System.Collections.Concurrent.ConcurrentQueue<RetryNotice>();
+        var options = new CoordinatorClientOptions { RetryBudget = TimeSpan.FromSeconds(1), MaxRetryDelay = cap, OnRetry = notices.Enqueue };
         var (client, handler) = Client(options, NoLeaderAfter(30));
         var sw = Stopwatch.StartNew();
         var e = await Assert.ThrowsAsync<CoordinatorUnavailableException>(() => client.GetVolumesAsync());
         Assert.Equal(UnavailableReason.NoLeader, e.Reason);
         Assert.Equal(ProblemTypes.NoLeader, e.Problem?.Slug);
         Assert.InRange(sw.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(5));
+        // The rule itself, wait by wait: Retry-After (30 s) capped at 100 ms; only the last wait may be cut short by
+        // what is left of the budget. (The call count alone once read 57 on a loaded CI machine; this says why.)
+        var waits = notices.Select(n => n.Delay).ToList();
+        var shown = string.Join(", ", waits.Select(d => $"{d.TotalMilliseconds:0.#}"));
+        Assert.Equal(handler.Calls.Count - 1, waits.Count);
+        Assert.True(waits.SkipLast(1).All(d => d == cap), $"every wait but the last is the cap: {shown} ms");
+        Assert.True(waits[^1] <= cap, $"the last wait stays within the cap: {shown} ms");
         Assert.InRange(handler.Calls.Count, 5, 15);
     }
 
