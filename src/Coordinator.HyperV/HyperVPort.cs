@@ -53,6 +53,23 @@ public interface IHyperVHost
 
     Task DeleteDiskAsync(string path, CancellationToken ct);
 
+    /// <summary>
+    /// Creates the folder of a new VM (and its parents). True when this call created it; false when an empty folder of
+    /// that name was already there (it is left as it was, and is not this call's to remove). AlreadyExists, touching
+    /// nothing, when the folder already holds files or a file has its name: it may be another VM's, since names that
+    /// differ only by case or by trailing dots and spaces name the same NTFS folder.
+    /// </summary>
+    Task<bool> CreateFolderAsync(string path, CancellationToken ct);
+
+    /// <summary>Removes the folder when it holds no files (empty subfolders go with it) and answers true, or true when it
+    /// is gone already; a folder that holds files is kept and the answer is false. The undo of <see cref="CreateFolderAsync"/>:
+    /// it never deletes a file that the undone operation did not create and delete itself.</summary>
+    Task<bool> RemoveEmptyFolderAsync(string path, CancellationToken ct);
+
+    /// <summary>Deletes the folder and everything in it (a VM's folder when the VM is destroyed or has left); a missing
+    /// folder is fine.</summary>
+    Task DeleteFolderAsync(string path, CancellationToken ct);
+
     Task DefineVmAsync(VmDefinition definition, CancellationToken ct);
 
     Task StartVmAsync(string name, CancellationToken ct);

@@ -62,10 +62,10 @@ public sealed class VmActor : ReceiveActor
                 return VmOpReply.Fail(400, "invalid-request", o.Error ?? "invalid");
         }
 
-        // Every step that succeeded pushes its undo; a failure runs them backwards, then releases the placement.
-        var undo = new Stack<(string What, Func<Task> Action)>();
+        // Every host step records what it created; a failure undoes exactly those (never a folder or disk that was
+        // there before: `VM1` names vm1's folder on NTFS), then releases the placement.
         var folder = Folder(m.Volume, m.Name);
-        var disk = Path.Combine(folder, m.Name + ".vhdx");
+        VmSpawn? spawn = null;
         try
         {
             string? basePath = null;
@@ -74,30 +74,23 @@ public sealed class VmActor : ReceiveActor
                 if (_images is null) throw new HyperVException(HyperVErrorKind.Failed, "no image source is configured");
                 basePath = await _images.EnsureImageAsync(m.ImageId, CancellationToken.None);
             }
-            Directory.CreateDirectory(folder);
-            undo.Push(("delete folder", () => { if (Directory.Exists(folder)) Directory.Delete(folder, true); return Task.CompletedTask; }));
-            await _host.CreateDiskAsync(disk, basePath, DiskKind.Differencing, m.DiskBytes, CancellationToken.None);
-            undo.Push(("delete disk", () => _host.DeleteDiskAsync(disk, CancellationToken.None)));
-            await _host.DefineVmAsync(new VmDefinition(m.Name, m.MemoryMb, m.Vcpus, disk), CancellationToken.None);
-            undo.Push(("destroy VM", () => _host.DestroyVmAsync(m.Name, CancellationToken.None)));
-            await _cluster.AddVmRoleAsync(m.Name, CancellationToken.None);
-            undo.Push(("remove role", () => _cluster.RemoveVmRoleAsync(m.Name, CancellationToken.None)));
-            await _host.StartVmAsync(m.Name, CancellationToken.None);
-            undo.Push(("stop VM", () => _host.StopVmAsync(m.Name, CancellationToken.None)));
+            spawn = new VmSpawn(_host, _cluster,
+                new VmSpawnPlan(m.Name, m.MemoryMb, m.Vcpus, folder, Path.Combine(folder, m.Name + ".vhdx"), basePath, m.DiskBytes));
+            await spawn.RunAsync(CancellationToken.None);
             var ack = await Ledger<VmAck>(new SetVmPhase(m.Name, VmPhase.Running));
             _log.Info("VM {0} spawned on {1} ({2} MiB, {3} vCPUs, {4})", m.Name, _settings.NodeName, m.MemoryMb, m.Vcpus, ByteSize.Format(m.DiskBytes));
             return VmOpReply.Done(201, ack.Vm);
         }
         catch (Exception e)
         {
-            _log.Warning("Spawn of {0} failed ({1}); undoing {2} step(s)", m.Name, e.Message, undo.Count);
-            while (undo.TryPop(out var step))
+            if (spawn is not null)
             {
-                try { await step.Action(); }
-                catch (Exception ue) when (ue is HyperVException { Kind: HyperVErrorKind.NotFound } or IOException)
-                { /* already gone */ }
-                catch (Exception ue) { _log.Error(ue, "Undo step '{0}' of {1} failed", step.What, m.Name); }
+                _log.Warning("Spawn of {0} failed ({1}); undoing what it created: [{2}]{3}", m.Name, e.Message, string.Join(", ", spawn.Created),
+                    spawn.FolderWasThere ? "; its folder was there before and is kept" : "");
+                foreach (var f in await spawn.UndoAsync())
+                    _log.Error(f.Error, "Undo of {0} for {1} failed", f.Step, m.Name);
             }
+            else _log.Warning("Spawn of {0} failed ({1}); nothing was created", m.Name, e.Message);
             await Ledger<VmAck>(new RemoveVm(m.Name, "spawn-failed"));
             return Failure(e);
         }
@@ -119,11 +112,7 @@ public sealed class VmActor : ReceiveActor
         if (vm is null && (await _cluster.ListVmRolesAsync(CancellationToken.None)).FirstOrDefault(r => r.VmName == m.Name) is { } role)
             // The ledger has not yet seen a move: the VM runs elsewhere, so nothing here may be released.
             return VmOpReply.Fail(409, "vm-moving", $"'{m.Name}' is owned by {role.OwnerNode} ({role.State}) now; retry");
-        if (record is not null)
-        {
-            var folder = Folder(record.Volume, m.Name);
-            if (Directory.Exists(folder)) Directory.Delete(folder, true);
-        }
+        if (record is not null) await _host.DeleteFolderAsync(Folder(record.Volume, m.Name), CancellationToken.None);
         await Ledger<VmAck>(new RemoveVm(m.Name, "destroyed"));
         _log.Info("VM {0} destroyed on {1}", m.Name, _settings.NodeName);
         return VmOpReply.Done(204, null);
@@ -176,8 +165,7 @@ public sealed class VmActor : ReceiveActor
         await _peers!.AnnounceArrivalAsync(endpoint,
             new ArriveVm(m.Name, record.MemoryMb, record.Vcpus, record.DiskBytes, record.Volume, record.ImageId), CancellationToken.None);
         await Ledger<VmAck>(new RemoveVm(m.Name, "migrated-out"));
-        var folder = Folder(record.Volume, m.Name);
-        if (Directory.Exists(folder)) Directory.Delete(folder, true);
+        await _host.DeleteFolderAsync(Folder(record.Volume, m.Name), CancellationToken.None);
         return VmOpReply.Done(200, record with { Node = m.Target });
     }
 
@@ -189,8 +177,8 @@ public sealed class VmActor : ReceiveActor
             // The VM's files came with it but this host has no definition yet (the simulator, or an import): define it.
             var folder = Folder(m.Volume, m.Name);
             var disk = Path.Combine(folder, m.Name + ".vhdx");
-            Directory.CreateDirectory(folder);
-            if (!File.Exists(disk)) await _host.CreateDiskAsync(disk, null, DiskKind.Differencing, m.DiskBytes, CancellationToken.None);
+            await IgnoreExisting(() => _host.CreateFolderAsync(folder, CancellationToken.None));
+            await IgnoreExisting(() => _host.CreateDiskAsync(disk, null, DiskKind.Differencing, m.DiskBytes, CancellationToken.None));
             await _host.DefineVmAsync(new VmDefinition(m.Name, m.MemoryMb, m.Vcpus, disk), CancellationToken.None);
         }
         // Blueprint: an instance that arrives from outside the cluster is clustered on arrival.
@@ -221,6 +209,12 @@ public sealed class VmActor : ReceiveActor
     {
         try { await action(); }
         catch (HyperVException e) when (e.Kind == HyperVErrorKind.NotFound) { }
+    }
+
+    private static async Task IgnoreExisting(Func<Task> action)
+    {
+        try { await action(); }
+        catch (HyperVException e) when (e.Kind == HyperVErrorKind.AlreadyExists) { }
     }
 
     private async Task<VmOpReply> Guard(Func<Task<VmOpReply>> op)

@@ -124,20 +124,29 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
     }, ct);
 
     /// <summary>Creates a sparse simulated VHDX (see <see cref="SimulatedDisks"/>). The folder must exist (NotFound), the
-    /// file must not (AlreadyExists), a base must exist (NotFound). A copy is extended to <paramref name="sizeBytes"/> when
-    /// the base is smaller; a differencing disk's virtual size is the larger of the base's and <paramref name="sizeBytes"/>.</summary>
+    /// file must not (AlreadyExists, and the file is left as it is), a base must exist (NotFound). Names resolve as on
+    /// NTFS (<see cref="NtfsNames"/>): <c>VM1.vhdx</c> is an existing <c>vm1.vhdx</c>. A copy is extended to
+    /// <paramref name="sizeBytes"/> when the base is smaller; a differencing disk's virtual size is the larger of the
+    /// base's and <paramref name="sizeBytes"/>.</summary>
     public Task CreateDiskAsync(string path, string? basePath, DiskKind kind, long sizeBytes, CancellationToken ct) => Db(() =>
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentOutOfRangeException.ThrowIfNegative(sizeBytes);
         if (basePath is null)
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(sizeBytes);
-        var full = Path.GetFullPath(path);
+        var full = Resolve(path);
         var folder = Path.GetDirectoryName(full);
         if (folder is not null && !Directory.Exists(folder))
             throw new HyperVException(HyperVErrorKind.NotFound, $"folder '{folder}' does not exist");
-        if (basePath is not null && !File.Exists(basePath))
-            throw new HyperVException(HyperVErrorKind.NotFound, $"base image '{basePath}' does not exist");
+        if (Directory.Exists(full))
+            throw new HyperVException(HyperVErrorKind.AlreadyExists, $"'{full}' is a folder");
+        if (basePath is not null)
+        {
+            basePath = Resolve(basePath);
+            if (!File.Exists(basePath))
+                throw new HyperVException(HyperVErrorKind.NotFound, $"base image '{basePath}' does not exist");
+        }
+
         FileStream stream;
         try
         {
@@ -176,7 +185,7 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
     public Task DeleteDiskAsync(string path, CancellationToken ct) => Db(() =>
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        var full = Path.GetFullPath(path);
+        var full = Resolve(path);
         var user = Database.ListVms().FirstOrDefault(v =>
             v.State != VmPowerState.Off && v.DiskPath is not null && PathsEqual(v.DiskPath, full));
         if (user is not null)
@@ -194,6 +203,73 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
         }
     }, ct);
 
+    /// <summary>See <see cref="IHyperVHost.CreateFolderAsync"/>. <c>instances/VM1</c> is an existing
+    /// <c>instances/vm1</c> here too, as on NTFS.</summary>
+    public Task<bool> CreateFolderAsync(string path, CancellationToken ct) => Db(() =>
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var full = Resolve(path);
+        if (File.Exists(full))
+            throw new HyperVException(HyperVErrorKind.AlreadyExists, $"'{full}' is a file");
+        if (Directory.Exists(full))
+        {
+            return HoldsFiles(full)
+                ? throw new HyperVException(HyperVErrorKind.AlreadyExists, $"folder '{full}' already exists and holds files")
+                : false;
+        }
+
+        try
+        {
+            Directory.CreateDirectory(full);
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HyperVException(HyperVErrorKind.Failed, $"cannot create folder '{full}': {e.Message}", inner: e);
+        }
+    }, ct);
+
+    public Task<bool> RemoveEmptyFolderAsync(string path, CancellationToken ct) => Db(() =>
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var full = Resolve(path);
+        if (!Directory.Exists(full))
+            return true;
+        if (HoldsFiles(full))
+            return false;
+        try
+        {
+            Directory.Delete(full, recursive: true); // empty subfolders only
+            return true;
+        }
+        catch (DirectoryNotFoundException)
+        {
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HyperVException(HyperVErrorKind.Failed, $"cannot remove folder '{full}': {e.Message}", inner: e);
+        }
+    }, ct);
+
+    public Task DeleteFolderAsync(string path, CancellationToken ct) => Db(() =>
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var full = Resolve(path);
+        try
+        {
+            if (Directory.Exists(full))
+                Directory.Delete(full, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new HyperVException(HyperVErrorKind.Failed, $"cannot delete folder '{full}': {e.Message}", inner: e);
+        }
+    }, ct);
+
     public Task DefineVmAsync(VmDefinition definition, CancellationToken ct) => Db(() =>
     {
         ArgumentNullException.ThrowIfNull(definition);
@@ -201,7 +277,7 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(definition.MemoryMb);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(definition.Vcpus);
         ArgumentException.ThrowIfNullOrWhiteSpace(definition.DiskPath);
-        var disk = Path.GetFullPath(definition.DiskPath);
+        var disk = Resolve(definition.DiskPath);
         if (!File.Exists(disk))
             throw new HyperVException(HyperVErrorKind.NotFound, $"disk '{disk}' does not exist");
         Database.Write(c =>
@@ -287,8 +363,8 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
             var disk = vm.DiskPath;
             if (includeStorage && disk is not null)
             {
-                var folder = Path.GetFullPath(destinationPath!);
-                var moved = Path.Combine(folder, Path.GetFileName(disk));
+                var folder = Resolve(destinationPath!);
+                var moved = Resolve(Path.Combine(folder, Path.GetFileName(disk)));
                 if (!PathsEqual(moved, disk))
                 {
                     if (File.Exists(moved))
@@ -521,8 +597,24 @@ public sealed class SimulatedHyperV : IHyperVHost, IFailoverCluster, IAsyncDispo
 
     private static VmInfo ToInfo(SimulatedVm vm) => new(vm.Name, vm.State, vm.MemoryMb, vm.Vcpus, vm.DiskPath);
 
-    private static bool PathsEqual(string a, string b) => string.Equals(
-        Path.GetFullPath(a), Path.GetFullPath(b), OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
+    /// <summary>Paths compare as on NTFS, whatever the file system under the simulator.</summary>
+    private static bool PathsEqual(string a, string b) => NtfsNames.SamePath(Path.GetFullPath(a), Path.GetFullPath(b));
+
+    /// <summary>The file or folder NTFS would open for <paramref name="path"/> (see <see cref="NtfsNames.ResolveOnDisk"/>).</summary>
+    private static string Resolve(string path)
+    {
+        try
+        {
+            return NtfsNames.ResolveOnDisk(path);
+        }
+        catch (ArgumentException e)
+        {
+            throw new HyperVException(HyperVErrorKind.Failed, e.Message, inner: e);
+        }
+    }
+
+    private static bool HoldsFiles(string folder) =>
+        new DirectoryInfo(folder).EnumerateFiles("*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 }).Any();
 
     private static void TryDelete(string path)
     {

@@ -175,6 +175,77 @@ public sealed class WindowsHyperVHost : IHyperVHost
         }
     }
 
+    // ------------------------------------------------------------------ folders
+
+    /// <summary>See <see cref="IHyperVHost.CreateFolderAsync"/>: NTFS itself makes <c>VM1</c> and <c>vm1.</c> the
+    /// existing <c>vm1</c>.</summary>
+    public Task<bool> CreateFolderAsync(string path, CancellationToken ct)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ct.ThrowIfCancellationRequested();
+        return Files(path, "create folder", () =>
+        {
+            if (_files.Exists(path))
+                throw new HyperVException(HyperVErrorKind.AlreadyExists, $"'{path}' is a file");
+            if (_files.FolderExists(path))
+            {
+                return _files.HoldsFiles(path)
+                    ? throw new HyperVException(HyperVErrorKind.AlreadyExists, $"folder '{path}' already exists and holds files")
+                    : false;
+            }
+
+            _files.CreateFolder(path);
+            return true;
+        });
+    }
+
+    public Task<bool> RemoveEmptyFolderAsync(string path, CancellationToken ct)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ct.ThrowIfCancellationRequested();
+        return Files(path, "remove folder", () =>
+        {
+            if (!_files.FolderExists(path))
+                return true;
+            if (_files.HoldsFiles(path))
+                return false;
+            _files.DeleteFolder(path); // empty subfolders only (Hyper-V may leave "Virtual Machines" behind)
+            return true;
+        });
+    }
+
+    public Task DeleteFolderAsync(string path, CancellationToken ct)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ct.ThrowIfCancellationRequested();
+        return Files(path, "delete folder", () =>
+        {
+            if (_files.FolderExists(path))
+                _files.DeleteFolder(path);
+            return true;
+        });
+    }
+
+    private static Task<T> Files<T>(string path, string operation, Func<T> body)
+    {
+        try
+        {
+            return Task.FromResult(body());
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            throw new HyperVException(HyperVErrorKind.NotFound, $"cannot {operation} '{path}': {e.Message}", e.HResult, e);
+        }
+        catch (IOException e)
+        {
+            throw new HyperVException(HyperVErrorKind.InvalidState, $"cannot {operation} '{path}' (in use?): {e.Message}", e.HResult, e);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new HyperVException(HyperVErrorKind.Failed, $"cannot {operation} '{path}': {e.Message}", e.HResult, e);
+        }
+    }
+
     // ------------------------------------------------------------------ lifecycle
 
     /// <summary>

@@ -402,10 +402,13 @@ public sealed class FakeClock : IHyperVClock
     }
 }
 
-/// <summary>Files by path, in memory.</summary>
+/// <summary>Files and folders by path, in memory, named as NTFS names them: case-insensitive, trailing dots and spaces
+/// of each component ignored (<c>D:\vms\VM1.</c> is <c>D:\vms\vm1</c>).</summary>
 public sealed class FakeFiles : IHostFiles
 {
-    public HashSet<string> Files { get; } = new(StringComparer.OrdinalIgnoreCase);
+    public HashSet<string> Files { get; } = new(NtfsPathComparer.Instance);
+
+    public HashSet<string> Folders { get; } = new(NtfsPathComparer.Instance);
 
     public Exception? DeleteFailure { get; set; }
 
@@ -416,5 +419,42 @@ public sealed class FakeFiles : IHostFiles
         if (DeleteFailure is { } e)
             throw e;
         Files.Remove(path);
+    }
+
+    public bool FolderExists(string path) => Folders.Contains(path);
+
+    public void CreateFolder(string path) => Folders.Add(path);
+
+    public bool HoldsFiles(string folder) => Files.Any(f => IsUnder(f, folder));
+
+    public void DeleteFolder(string path)
+    {
+        if (DeleteFailure is { } e)
+            throw e;
+        Files.RemoveWhere(f => IsUnder(f, path));
+        Folders.RemoveWhere(f => NtfsNames.SamePath(f, path) || IsUnder(f, path));
+    }
+
+    private static bool IsUnder(string path, string folder)
+    {
+        var cut = path.LastIndexOf('\\');
+        while (cut > 0)
+        {
+            if (NtfsNames.SamePath(path[..cut], folder))
+                return true;
+            cut = path.LastIndexOf('\\', cut - 1);
+        }
+
+        return false;
+    }
+
+    private sealed class NtfsPathComparer : IEqualityComparer<string>
+    {
+        public static readonly NtfsPathComparer Instance = new();
+
+        public bool Equals(string? x, string? y) => x is not null && y is not null && NtfsNames.SamePath(x, y);
+
+        public int GetHashCode(string obj) => StringComparer.OrdinalIgnoreCase.GetHashCode(
+            string.Join('\\', obj.Split(['\\', '/'], StringSplitOptions.RemoveEmptyEntries).Select(NtfsNames.Strip)));
     }
 }
