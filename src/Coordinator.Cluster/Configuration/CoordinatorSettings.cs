@@ -1,5 +1,6 @@
 using Akka.Configuration;
 using Coordinator.Domain;
+using Coordinator.HyperV.Simulated;
 
 namespace Coordinator.Cluster.Configuration;
 
@@ -166,8 +167,14 @@ public sealed record CoordinatorSettings
             throw new ConfigurationException($"coordinator.hyperv.backend: '{backend}' is not one of simulated, windows");
         var simDb = c.GetString("hyperv.simulated.database", "");
         if (string.IsNullOrWhiteSpace(simDb))
-            simDb = Path.Combine(volumes.FirstOrDefault()?.Path ?? dataDir, ".simcluster", "cluster.db");
+            simDb = volumes.Count > 0 && Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(volumes[0].Path)) is not null
+                ? SimulatedClusterDatabase.PathForCsv(volumes[0].Path)
+                : Path.Combine(dataDir, ".simcluster", "cluster.db");
         else if (!Path.IsPathRooted(simDb)) simDb = Path.Combine(dataDir, simDb);
+        // On a volume the database would be measured as usage that belongs to no reservation.
+        if (backend == "simulated" && volumes.FirstOrDefault(v => IsUnder(Path.GetFullPath(simDb), v.Path)) is { } measured)
+            throw new ConfigurationException(
+                $"coordinator.hyperv.simulated.database: '{simDb}' is inside volume '{measured.Name}' ({measured.Path}); put it beside the volume folder");
         var peers = new Dictionary<string, Uri>(StringComparer.OrdinalIgnoreCase);
         var peersConfig = c.GetConfig("hyperv.peers");
         if (peersConfig is not null && !peersConfig.IsEmpty)
@@ -237,6 +244,14 @@ public sealed record CoordinatorSettings
         var file = c.GetString(key + "-file", "");
         var value = !string.IsNullOrWhiteSpace(file) ? File.ReadAllText(file).Trim() : c.GetString(key, "");
         return string.IsNullOrWhiteSpace(value) ? null : value;
+    }
+
+    /// <summary>Whether <paramref name="path"/> is <paramref name="folder"/> or inside it (both full paths).</summary>
+    private static bool IsUnder(string path, string folder)
+    {
+        var comparison = OperatingSystem.IsWindows() ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+        var f = Path.TrimEndingDirectorySeparator(folder);
+        return path.Equals(f, comparison) || path.StartsWith(f + Path.DirectorySeparatorChar, comparison);
     }
 
     private static TimeSpan Positive(string key, TimeSpan t) =>

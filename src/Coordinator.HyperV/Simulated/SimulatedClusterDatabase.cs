@@ -4,9 +4,10 @@ using Microsoft.Data.Sqlite;
 namespace Coordinator.HyperV.Simulated;
 
 /// <summary>
-/// The shared state of a simulated Windows failover cluster: one small SQLite database (WAL mode) on the shared CSV
-/// folder, e.g. <c>&lt;csv&gt;/.simcluster/cluster.db</c>, opened by every node process of the cluster (each through its
-/// own <see cref="SimulatedHyperV"/>) and by tests that act as the cluster service or as an administrator.
+/// The shared state of a simulated Windows failover cluster: one small SQLite database (WAL mode) on the storage the
+/// node processes share but beside the CSV, not in it (<see cref="PathForCsv"/>: the coordinator measures the CSV
+/// folder, and WSFC keeps its cluster database off the CSVs too), opened by every node process of the cluster (each
+/// through its own <see cref="SimulatedHyperV"/>) and by tests that act as the cluster service or as an administrator.
 /// </summary>
 /// <remarks>
 /// Every operation opens a (pooled) connection, runs one short transaction and closes it. Read-modify-write goes through
@@ -85,8 +86,16 @@ public sealed class SimulatedClusterDatabase
         CreateSchema();
     }
 
-    /// <summary>Where the cluster database of a simulated cluster whose CSV is <paramref name="csvFolder"/> lives.</summary>
-    public static string PathForCsv(string csvFolder) => Path.Combine(csvFolder, ".simcluster", "cluster.db");
+    /// <summary>Where the cluster database of a simulated cluster whose (first) CSV is <paramref name="csvFolder"/> lives:
+    /// in <c>.simcluster</c> beside that folder (<c>csv/Volume1</c> → <c>csv/.simcluster/cluster.db</c>), shared by every
+    /// node process that mounts the same CSV and never counted as usage of the volume.</summary>
+    public static string PathForCsv(string csvFolder)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(csvFolder);
+        var parent = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(csvFolder)))
+            ?? throw new ArgumentException($"'{csvFolder}' is a root: it has no folder beside it for the simulated cluster database", nameof(csvFolder));
+        return Path.Combine(parent, ".simcluster", "cluster.db");
+    }
 
     public string DatabasePath { get; }
 

@@ -21,6 +21,18 @@ public sealed class SimulatedClusterTests : IAsyncLifetime
         _cluster.Db.ReadOwnerChanges(after).Where(c => c.VmName == vm).Select(c => (c.OwnerNode, c.State)).ToList();
 
     [Fact]
+    public void The_cluster_database_lives_beside_the_csv_folder_not_in_it()
+    {
+        var expected = Path.Combine(_cluster.Root, ".simcluster", "cluster.db");
+        Assert.Equal(expected, SimulatedClusterDatabase.PathForCsv(_cluster.Csv));
+        Assert.Equal(expected, SimulatedClusterDatabase.PathForCsv(_cluster.Csv + Path.DirectorySeparatorChar));
+        Assert.Equal(expected, _cluster.DbPath);
+        Assert.True(File.Exists(expected));
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_cluster.Csv, "*", SearchOption.AllDirectories));
+        Assert.Throws<ArgumentException>(() => SimulatedClusterDatabase.PathForCsv(Path.GetPathRoot(_cluster.Csv)!));
+    }
+
+    [Fact]
     public async Task Nodes_join_the_cluster_when_they_start()
     {
         var a = await _cluster.NodeAsync("node-a");

@@ -15,14 +15,20 @@ public sealed class LocalCluster : IDisposable
 {
     private readonly Dictionary<string, Process> _processes = new();
     private readonly string _extraHocon;
+    private readonly bool _defaultSimulatedDatabase;
 
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "coord-cluster-" + Guid.NewGuid().ToString("N")[..10]);
     public IReadOnlyList<NodeInfo> Nodes { get; }
     public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(15) };
 
-    public LocalCluster(int size, string extraHocon = "", string namePrefix = "hv", Func<int, NodePlacement>? placement = null)
+    /// <param name="defaultSimulatedDatabase">Leave coordinator.hyperv.simulated.database unset, as scripts/cluster.sh
+    /// does, so that the nodes use the product's default place for it (beside the first volume's folder, which is
+    /// <see cref="SimulatedDatabasePath"/>).</param>
+    public LocalCluster(int size, string extraHocon = "", string namePrefix = "hv", Func<int, NodePlacement>? placement = null,
+        bool defaultSimulatedDatabase = false)
     {
         _extraHocon = extraHocon;
+        _defaultSimulatedDatabase = defaultSimulatedDatabase;
         Directory.CreateDirectory(Root);
         Nodes = Enumerable.Range(1, size).Select(i => placement is null
             ? new NodeInfo($"{namePrefix}{i:00}", LoopbackPorts.Next(), LoopbackPorts.Next())
@@ -65,7 +71,7 @@ public sealed class LocalCluster : IDisposable
               persistence.connection-string = "Data Source={{Esc(JournalPath)}}"
               # The simulated cluster service's database sits on the shared storage but outside the volumes, so
               # that it does not show up as unowned usage in the volumes' accounting.
-              hyperv.simulated.database = "{{Esc(SimulatedDatabasePath)}}"
+              {{(_defaultSimulatedDatabase ? "" : $"hyperv.simulated.database = \"{Esc(SimulatedDatabasePath)}\"")}}
               http.admin-token = "{{AdminToken}}"
               csv.volumes = [
                 { name = "Volume1", path = "{{Esc(Path.Combine(CsvRoot, "Volume1"))}}", capacity = 100GiB, headroom = 0 },
