@@ -19,22 +19,33 @@ public static partial class InputRules
         return null;
     }
 
-    /// <summary>Glance image ids are UUIDs; any id of letters, digits, '.', '_' and '-' (not leading) is accepted.</summary>
+    /// <summary>Glance image ids are UUIDs; any id of letters, digits, '.', '_' and '-' (not leading) is accepted.
+    /// The id names the image's folder, so it follows <see cref="FileNames"/> as well (no device names such as CON).</summary>
     public static string? CheckImageId(string? id) =>
         string.IsNullOrEmpty(id) ? "image id must not be empty"
         : id.Length > 128 ? "image id is longer than 128 characters"
         : !ImageIdPattern().IsMatch(id) ? $"image id '{Printable(id)}' is malformed (letters, digits, '.', '_', '-')"
-        : null;
+        : FileNames.Check("image id", id);
 
     public static string? CheckChecksum(string? checksum) =>
         string.IsNullOrEmpty(checksum) ? "checksum must not be empty"
         : checksum.Length > 256 || !checksum.All(Uri.IsHexDigit) ? "checksum must be a hex digest"
         : null;
 
-    /// <summary>Client consumer ids may not use the prefix of the ledger's own image claims.</summary>
+    /// <summary>
+    /// Consumer ids (and VM names, which are consumer ids of their disk claims) become folder names, so they follow
+    /// <see cref="FileNames"/>; they may not use the prefix of the ledger's own image claims, in any case (ids are
+    /// compared case-insensitively, so "_IMAGE-x" would be the cache's claim on image x).
+    /// </summary>
     public static string? CheckConsumerId(string? id) =>
-        CheckId("consumer id", id)
-        ?? (id!.StartsWith(CsvLedger.ImageClaimPrefix, StringComparison.Ordinal) ? $"consumer ids starting with '{CsvLedger.ImageClaimPrefix}' are reserved for the image cache" : null);
+        FileNames.Check("consumer id", id)
+        ?? (id!.StartsWith(CsvLedger.ImageClaimPrefix, StringComparison.OrdinalIgnoreCase) ? $"consumer ids starting with '{CsvLedger.ImageClaimPrefix}' are reserved for the image cache" : null);
+
+    /// <summary>A volume's configured (or file-system reported) capacity and headroom: each within [0, 2^62].</summary>
+    public static string? CheckVolumeSizes(string volume, long capacityBytes, long headroomBytes) =>
+        capacityBytes is < 0 or > ByteSize.MaxBytes ? $"volume {volume}: capacity {capacityBytes} must be between 0 and 2^62"
+        : headroomBytes is < 0 or > ByteSize.MaxBytes ? $"volume {volume}: headroom {headroomBytes} must be between 0 and 2^62"
+        : null;
 
     private static string Printable(string s) => new(s.Take(64).Select(c => char.IsControl(c) ? '?' : c).ToArray());
 

@@ -14,7 +14,11 @@ public sealed record Reservation(
 /// <summary>What a client asks for with PUT .../reservations/{consumerId}.</summary>
 public sealed record ReserveRequest(string Volume, string ConsumerId, string Node, long Bytes, string? Path = null, string? ImageId = null);
 
-/// <summary>The accounting of one volume as the API reports it.</summary>
+/// <summary>
+/// The accounting of one volume as the API reports it. <c>FreeBytes</c> is never negative; where facts (a scan, an
+/// adopted VM, a smaller configured capacity) put more on the volume than its usable capacity, FreeBytes is 0 and
+/// <c>OvercommittedBytes</c> = Σ max(claimed, measured) + unowned - (capacity - headroom). Sums saturate at 2^63-1.
+/// </summary>
 public sealed record VolumeView(
     string Name,
     string Path,
@@ -25,7 +29,8 @@ public sealed record VolumeView(
     long UnownedBytes,
     long FreeBytes,
     int Reservations,
-    DateTimeOffset? MeasuredAt);
+    DateTimeOffset? MeasuredAt,
+    long OvercommittedBytes = 0);
 
 /// <summary>One node's share of a volume.</summary>
 public sealed record NodeQuota(string Node, bool Live, long ClaimedBytes, long FreeBytes, long QuotaBytes);

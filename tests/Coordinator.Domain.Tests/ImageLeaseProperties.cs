@@ -25,7 +25,10 @@ public enum LeaseHandle { Current, OlderGrant, WrongLeaseId, WrongToken }
 
 public enum LeaseAction { Renew, Complete, Abort }
 
-/// <summary><c>RealGiB</c> 0 completes at the granted size.</summary>
+/// <summary>
+/// <c>RealGiB</c> 0 completes at the granted size; negative picks an extreme: -1 2^62, -2 2^63-1, -3 the grant plus
+/// the volume's free space plus one byte (just does not fit), -4 the grant plus exactly the free space.
+/// </summary>
 public sealed record LeaseActionOp(LeaseAction Action, string Image, LeaseHandle Handle, int Pick, int RealGiB, int TtlSeconds) : ImageOp;
 
 /// <summary>Time passes; <c>Sweep</c>: the singleton's timer then ends the expired leases.</summary>
@@ -98,7 +101,7 @@ public static class ImageGen
             (6, Gen.Constant(LeaseHandle.Current)), (3, Gen.Constant(LeaseHandle.OlderGrant)),
             (1, Gen.Constant(LeaseHandle.WrongLeaseId)), (1, Gen.Constant(LeaseHandle.WrongToken)))
         from pick in Gen.Choose(0, 1000)
-        from real in Gen.Frequency((2, Gen.Constant(0)), (3, Gen.Choose(1, 80)))
+        from real in Gen.Frequency((2, Gen.Constant(0)), (3, Gen.Choose(1, 80)), (1, Gen.Elements(-1, -2, -3, -4)))
         from ttl in Gen.Choose(20, 180)
         select (ImageOp)new LeaseActionOp(action, image, handle, pick, real, ttl);
 
@@ -165,8 +168,6 @@ public class ImageLeaseProperties
 {
     private static readonly LeaseStatus[] SilentLease = [LeaseStatus.Pending, LeaseStatus.InsufficientSpace, LeaseStatus.UnknownVolume, LeaseStatus.Invalid];
 
-    private static readonly LeaseActionStatus[] SilentAction = [LeaseActionStatus.Stale, LeaseActionStatus.NotFound, LeaseActionStatus.Invalid];
-
     private const string Checksum = "0123abcd";
 
     /// <summary>Everything the run remembers across steps.</summary>
@@ -199,6 +200,7 @@ public class ImageLeaseProperties
             var op = s.Ops[step];
             var journal = d.Journal.Count;
             var state = StateOf(run.L);
+            var overBefore = run.L.Views().ToDictionary(v => v.Name, v => v.OvercommittedBytes);
 
             var silent = op switch
             {
@@ -231,6 +233,12 @@ public class ImageLeaseProperties
             Assert.Equal(run.MaxToken, run.L.LastFencingToken);
 
             Invariants(run);
+            // Only a scan (a fact) may overcommit a volume; no decision ever adds to it, and free never reads negative.
+            foreach (var v in run.L.Views())
+            {
+                Assert.True(v.FreeBytes >= 0 && v.OvercommittedBytes >= 0, v.ToString());
+                if (op is not MeasureOp) Assert.True(v.OvercommittedBytes <= overBefore[v.Name], $"{op} overcommitted {v}");
+            }
             // (e) replay (through JSON) and snapshot + later events give the same state, step by step.
             Feed(run, journal);
             if (step + 1 == snapshotAfter) TakeSnapshot(run);
@@ -275,6 +283,8 @@ public class ImageLeaseProperties
     }
 
     private static Dictionary<string, long> FreeSpace(CsvLedger l) => l.Views().ToDictionary(v => v.Name, v => v.FreeBytes);
+
+    private static Int128 Room(VolumeView v) => (Int128)v.FreeBytes - v.OvercommittedBytes;
 
     private static bool ValidImage(string image) => ImageGen.Images.Contains(image);
 
@@ -325,7 +335,7 @@ public class ImageLeaseProperties
         // The free space a separate decision would see once the expired lease had ended.
         if (lease is not null) copy.Apply(new ImageLeaseEnded(a.Image, lease.LeaseId, LeaseEndReason.Expired, now));
         var available = copy.View(a.Volume)!.FreeBytes;
-        if (freeBefore[a.Volume] < 0) run.Cov.Hit($"acquire on overcommitted volume {outcome.Status}");
+        if (l.View(a.Volume)!.OvercommittedBytes > 0) run.Cov.Hit($"acquire on overcommitted volume {outcome.Status}");
         if (bytes > available)
         {
             Assert.Equal(LeaseStatus.InsufficientSpace, outcome.Status);
@@ -392,7 +402,27 @@ public class ImageLeaseProperties
         var cached = l.FindImage(a.Image);
         var last = l.LastFencingToken;
         var ttl = TimeSpan.FromSeconds(a.TtlSeconds);
-        var real = a.RealGiB == 0 ? lease?.SizeBytes ?? GiB : a.RealGiB * GiB;
+        var granted = lease?.SizeBytes ?? GiB;
+        var freeOfLease = lease is null ? 0 : l.View(lease.Volume)!.FreeBytes;
+        var real = a.RealGiB switch
+        {
+            0 => granted,
+            -1 => ByteSize.MaxBytes,
+            -2 => long.MaxValue,
+            -3 => granted + freeOfLease + 1,
+            -4 => granted + freeOfLease,
+            _ => a.RealGiB * GiB,
+        };
+
+        // Whether a completion's growth over its grant fits the volume (judged before the decision).
+        var completionFits = true;
+        if (lease is not null && a.Action == LeaseAction.Complete)
+        {
+            var measured = l.ToSnapshot().Volumes.Single(v => v.Name == lease.Volume).ConsumerUsage.GetValueOrDefault(CsvLedger.ImageClaim(lease.ImageId));
+            var claimed = l.Find(lease.Volume, CsvLedger.ImageClaim(lease.ImageId))!.Bytes;
+            var growth = (Int128)Math.Max(real, measured) - Math.Max(claimed, measured);
+            completionFits = growth <= 0 || growth <= l.View(lease.Volume)!.FreeBytes;
+        }
 
         var decision = a.Action switch
         {
@@ -404,10 +434,14 @@ public class ImageLeaseProperties
         run.Cov.Hit($"{a.Action} {outcome.Status}");
         if (outcome.Status == LeaseActionStatus.Stale) run.Cov.Hit($"stale {a.Handle}");
 
+        if (lease is not null && a.Action == LeaseAction.Complete && real > granted)
+            run.Cov.Hit($"completion above its grant {(completionFits ? "fits" : "does not fit")}");
         var expected =
             !ValidImage(a.Image) ? LeaseActionStatus.Invalid
             : lease is null ? (cached is not null || token <= last ? LeaseActionStatus.Stale : LeaseActionStatus.NotFound)
             : lease.LeaseId != leaseId || lease.FencingToken != token || lease.ExpiresAt <= now ? LeaseActionStatus.Stale
+            : a.Action == LeaseAction.Complete && real > ByteSize.MaxBytes ? LeaseActionStatus.Invalid
+            : !completionFits ? LeaseActionStatus.InsufficientSpace
             : LeaseActionStatus.Done;
         Assert.Equal(expected, outcome.Status);
         if (expected != LeaseActionStatus.Done) return true;
@@ -489,7 +523,7 @@ public class ImageLeaseProperties
         // The ledger's incremental count of users equals a scan of every reservation.
         foreach (var image in userCounts.Keys.Concat(l.Images.Select(i => i.ImageId)).Append(e.Image).Distinct())
             Assert.Equal(userCounts.GetValueOrDefault(image), l.UsersOf(image));
-        var freeBefore = FreeSpace(l);
+        var roomBefore = e.Image.Length > 0 && entry is not null ? Room(l.View(entry.Volume)!) : 0;
 
         // The candidates are exactly the old, unused, unleased entries, judged at the decision's time.
         var at = d.Now + TimeSpan.FromSeconds(1);
@@ -509,7 +543,8 @@ public class ImageLeaseProperties
         Assert.Equal([new ImageEvicted(e.Image, at)], decision.Events);
         Assert.Null(l.FindImage(e.Image));
         Assert.Null(l.Find(entry.Volume, CsvLedger.ImageClaim(e.Image)));
-        Assert.True(FreeSpace(l)[entry.Volume] >= freeBefore[entry.Volume] + entry.SizeBytes - l.View(entry.Volume)!.UnownedBytes);
+        // Room (free, or minus the overcommitment) grows by the entry's size, less what stays on disk unowned.
+        Assert.True(Room(l.View(entry.Volume)!) >= roomBefore + entry.SizeBytes - l.View(entry.Volume)!.UnownedBytes);
         return false;
     }
 
@@ -609,7 +644,7 @@ public class ImageScenarioCoverageTests(Xunit.Abstractions.ITestOutputHelper out
             "leases of a removed node ended", "refresh revived an expired lease", "evicted", "eviction refused: in use",
             "eviction refused: recently used", "client reserve of an image claim refused", "client release of an image claim refused",
             "reservation naming an image", "image claim measured", "leases and cached images together", "expired lease not yet swept",
-            "snapshot between events",
+            "snapshot between events", "Complete InsufficientSpace", "completion above its grant fits", "completion above its grant does not fit",
         ];
         Assert.All(expected, what => Assert.True(cov.Counts.GetValueOrDefault(what) > 0, $"never reached: {what}\n{cov}"));
     }

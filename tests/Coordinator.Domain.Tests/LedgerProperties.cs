@@ -198,8 +198,11 @@ public sealed class Model
         public long UsageOf(string c) => Usage.GetValueOrDefault(c);
         public Int128 Effective(string c) => Math.Max(Reservations[c].Bytes, UsageOf(c));
         public Int128 Unowned => Int128.Max(0, Used - Reservations.Keys.Aggregate((Int128)0, (s, c) => s + UsageOf(c)));
-        public Int128 Free => (Int128)Capacity - Headroom
+        /// <summary>usable - Σ effective - unowned; negative when facts overcommitted the volume.</summary>
+        public Int128 Room => Int128.Max(0, (Int128)Capacity - Headroom)
                               - Reservations.Keys.Aggregate((Int128)0, (s, c) => s + Effective(c)) - Unowned;
+        public Int128 Free => Int128.Max(0, Room);
+        public Int128 Overcommitted => Int128.Max(0, -Room);
         public Int128 Claimed => Reservations.Values.Aggregate((Int128)0, (s, r) => s + r.Bytes);
     }
 
@@ -287,7 +290,7 @@ public class LedgerProperties
             var measured = mv.UsageOf(c.Consumer);
             growth = Math.Max(bytes, measured) - (existing is null ? 0 : Math.Max(existing.Bytes, measured));
             if (existing == wanted) expected = ReserveStatus.Unchanged;
-            else if (growth > 0 && growth > mv.Free) expected = ReserveStatus.InsufficientSpace;
+            else if (growth > 0 && growth > mv.Room) expected = ReserveStatus.InsufficientSpace;
             else expected = existing is null ? ReserveStatus.Created : ReserveStatus.Updated;
         }
         Assert.Equal(expected, outcome.Status);
@@ -296,7 +299,7 @@ public class LedgerProperties
         if (bytes >= 1L << 60 && outcome.Status is ReserveStatus.Created or ReserveStatus.Updated) cov.Hit("huge claim accepted");
         if (mv is not null && mv.UsageOf(c.Consumer) > 0 && existing is not null && outcome.Status == ReserveStatus.Updated)
             cov.Hit("resize of a measured reservation");
-        if (freeBefore < 0) cov.Hit($"reserve on overcommitted volume {outcome.Status}");
+        if (mv is not null && mv.Room < 0) cov.Hit($"reserve on overcommitted volume {outcome.Status}");
 
         if (Silent.Contains(outcome.Status))
         {
@@ -309,9 +312,9 @@ public class LedgerProperties
 
         var placed = Assert.IsType<ReservationPlaced>(Assert.Single(decision.Events));
         Assert.Equal((c.Consumer, c.Node, bytes, c.Path?.Expected, c.Image), (placed.ConsumerId, placed.Node, placed.Bytes, placed.Path, placed.ImageId));
-        var freeModel = mv!.Free;
+        var roomModel = mv!.Room;
         mv.Reservations[c.Consumer] = new Model.Res(c.Node, bytes, c.Path?.Expected, c.Image);
-        Assert.Equal(freeModel - growth, mv.Free);
+        Assert.Equal(roomModel - growth, mv.Room);
 
         // The reply tells the truth about what was applied.
         var view = d.View(c.Volume);
@@ -335,7 +338,7 @@ public class LedgerProperties
         if (v is null) return GiB;
         var measured = v.UsageOf(consumer);
         Int128 before = v.Reservations.TryGetValue(consumer, out var r) ? Math.Max(r.Bytes, measured) : 0;
-        return (long)Int128.Clamp(before + v.Free + delta, 1, ByteSize.MaxBytes);
+        return (long)Int128.Clamp(before + v.Room + delta, 1, ByteSize.MaxBytes);
     }
 
     private static void Release(LedgerDriver d, Model m, ReleaseOp r, Coverage cov)
@@ -422,6 +425,8 @@ public class LedgerProperties
 
             // The ledger's accounting matches the rules computed from scratch.
             Assert.Equal(mv.Free, (Int128)view.FreeBytes);
+            Assert.Equal(mv.Overcommitted, (Int128)view.OvercommittedBytes);
+            Assert.True(view.FreeBytes >= 0 && view.OvercommittedBytes >= 0 && (view.FreeBytes == 0 || view.OvercommittedBytes == 0));
             Assert.Equal(mv.Unowned, (Int128)view.UnownedBytes);
             Assert.Equal((mv.Capacity, mv.Headroom, mv.Used), (view.CapacityBytes, view.HeadroomBytes, view.UsedBytes));
             Assert.Equal(mv.Reservations.Count, view.Reservations);
@@ -453,11 +458,11 @@ public class LedgerProperties
             }
             Assert.All(shared.Where(q => q.Live), q => Assert.Equal(free, (Int128)q.FreeBytes));
             Assert.True(partitioned.Aggregate((Int128)0, (s, q) => s + q.FreeBytes) <= free);
-            cov.Hit(mv.Free < 0 ? "volume overcommitted" : mv.Free == 0 ? "volume full" : "volume with free space");
+            cov.Hit(mv.Room < 0 ? "volume overcommitted" : mv.Room == 0 ? "volume full" : "volume with free space");
             if (mv.Unowned > 0) cov.Hit("unowned usage");
             if (claimedByNode.Keys.Any(n => !live.ContainsKey(n))) cov.Hit("quota of a gone node with claims");
-            if (mv.Free >= 0 && live.Values.Any(w => w > 0))
-                Assert.Equal((Int128)mv.Capacity - mv.Headroom - mv.Unowned, partitioned.Aggregate((Int128)0, (s, q) => s + q.QuotaBytes));
+            if (mv.Room >= 0 && live.Values.Any(w => w > 0))
+                Assert.Equal(Int128.Max(0, (Int128)mv.Capacity - mv.Headroom) - mv.Unowned, partitioned.Aggregate((Int128)0, (s, q) => s + q.QuotaBytes));
         }
     }
 

@@ -195,13 +195,16 @@ public class MeasurementTests
         var d = Volume();
         d.Reserve(Vol, "c1", "hv1", 90 * GiB, "c1");
         d.Measure(Vol, 120 * GiB, Usage(("c1", 95 * GiB)));
-        Assert.Equal(100 * GiB - 95 * GiB - 25 * GiB, d.Free(Vol));
+        // Free never reads negative: the excess is reported on its own (95 + 25 unowned on 100 usable).
+        Assert.Equal(0, d.Free(Vol));
+        Assert.Equal(20 * GiB, d.View(Vol).OvercommittedBytes);
 
         Assert.Equal(ReserveStatus.InsufficientSpace, d.Reserve(Vol, "c2", "hv1", 1).Outcome.Status);
         Assert.Equal(ReserveStatus.InsufficientSpace, d.Reserve(Vol, "c1", "hv1", 95 * GiB + 1, "c1").Outcome.Status);
         var shrink = d.Reserve(Vol, "c1", "hv1", 50 * GiB, "c1");
         Assert.Equal(ReserveStatus.Updated, shrink.Outcome.Status);
-        Assert.Equal(-20 * GiB, d.Free(Vol));
+        Assert.Equal(0, d.Free(Vol));
+        Assert.Equal(20 * GiB, d.View(Vol).OvercommittedBytes);
 
         // Quotas never hand out negative free space; shared and partitioned agree on claims.
         var live = new Dictionary<string, double> { ["hv1"] = 1, ["hv2"] = 1 };

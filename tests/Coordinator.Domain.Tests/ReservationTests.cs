@@ -53,7 +53,8 @@ public class ReservationTests
         var d = Volume();
         d.Reserve(Vol, "vm1", "hv1", 80 * GiB);
         d.Configure(Vol, Root, 50 * GiB, 0);
-        Assert.Equal(-30 * GiB, d.Free(Vol));
+        Assert.Equal(0, d.Free(Vol));
+        Assert.Equal(30 * GiB, d.View(Vol).OvercommittedBytes);
 
         var again = d.Reserve(Vol, "vm1", "hv1", 80 * GiB);
         Assert.Equal(ReserveStatus.Unchanged, again.Outcome.Status);
@@ -107,18 +108,20 @@ public class ReservationTests
         var d = Volume();
         d.Reserve(Vol, "vm1", "hv1", 70 * GiB);
         d.Reserve(Vol, "vm2", "hv2", 30 * GiB);
-        d.Configure(Vol, Root, 50 * GiB, 10 * GiB); // free = 40 - 100 = -60 GiB
-        Assert.Equal(-60 * GiB, d.Free(Vol));
+        d.Configure(Vol, Root, 50 * GiB, 10 * GiB); // 100 GiB claimed on 40 usable: 60 GiB over, free reads 0
+        Assert.Equal(0, d.Free(Vol));
+        Assert.Equal(60 * GiB, d.View(Vol).OvercommittedBytes);
 
         var grow = d.Reserve(Vol, "vm2", "hv2", 30 * GiB + 1);
         Assert.Equal(ReserveStatus.InsufficientSpace, grow.Outcome.Status);
-        Assert.Equal(-60 * GiB, grow.Outcome.FreeBytes);
+        Assert.Equal(0, grow.Outcome.FreeBytes);
         Assert.Empty(grow.Events);
 
         var shrink = d.Reserve(Vol, "vm1", "hv1", 20 * GiB);
         Assert.Equal(ReserveStatus.Updated, shrink.Outcome.Status);
-        Assert.Equal(-10 * GiB, shrink.Outcome.FreeBytes);
-        Assert.Equal(-10 * GiB, d.Free(Vol));
+        Assert.Equal(0, shrink.Outcome.FreeBytes);
+        Assert.Equal(0, d.Free(Vol));
+        Assert.Equal(10 * GiB, d.View(Vol).OvercommittedBytes);
         Assert.Single(shrink.Events);
 
         var newClaim = d.Reserve(Vol, "vm3", "hv2", 1);

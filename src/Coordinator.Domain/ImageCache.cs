@@ -1,5 +1,3 @@
-using System.Text.RegularExpressions;
-
 namespace Coordinator.Domain;
 
 public sealed record ImageLease(
@@ -14,7 +12,11 @@ public enum LeaseStatus { Cached, Granted, Pending, InsufficientSpace, UnknownVo
 /// <summary>Answer to a lease request: the cache entry, this caller's grant, or who holds the lease now.</summary>
 public sealed record LeaseOutcome(LeaseStatus Status, CachedImage? Cached, ImageLease? Lease, long FreeBytes = 0, string? Error = null);
 
-public enum LeaseActionStatus { Done, Stale, NotFound, Invalid }
+/// <summary>
+/// Outcome of renew/complete/abort. Stale: the lease is not (or no longer) the one named with that token.
+/// InsufficientSpace: a completion larger than its grant whose growth does not fit (the lease stays as it was).
+/// </summary>
+public enum LeaseActionStatus { Done, Stale, NotFound, Invalid, InsufficientSpace }
 
 /// <summary>Answer to renew/complete/abort. Stale: the lease is not (or no longer) the one named with that token.</summary>
 public sealed record LeaseActionOutcome(LeaseActionStatus Status, ImageLease? Lease, CachedImage? Cached, string? Error = null);
@@ -23,27 +25,26 @@ public sealed record LeaseActionOutcome(LeaseActionStatus Status, ImageLease? Le
 /// The image-fetch lock and the image cache, in the same ledger as the volumes (one journal, one authority).
 /// Semantics follow etcd's leases and concurrency mutex: a lease has a TTL and must be renewed; every grant gets a
 /// fencing token from one counter that only grows (it is persisted, so it keeps growing across leader changes), and
-/// a request carrying an older token is refused and changes nothing.
+/// a request carrying an older token is refused and changes nothing. Image ids name folders, so ids equal under
+/// <see cref="FileNames.Comparer"/> are one image. Space is claimed through the <see cref="VolumeBook"/> only: a grant
+/// claims its size, a completion resizes the claim to the real size if that fits, an end or eviction releases it.
 /// </summary>
-public sealed partial class CsvLedger
+public sealed class ImageCache
 {
-    public const string ImageClaimPrefix = "_image-";
+    private readonly VolumeBook _volumes;
+    private readonly FileNameMap<CachedImage> _images = new();
+    private readonly FileNameMap<ImageLease> _leases = new();
 
-    private readonly SortedDictionary<string, CachedImage> _images = new(StringComparer.Ordinal);
-    private readonly SortedDictionary<string, ImageLease> _leases = new(StringComparer.Ordinal);
+    internal ImageCache(VolumeBook volumes) => _volumes = volumes;
 
     public long LastFencingToken { get; private set; }
 
     public IReadOnlyCollection<CachedImage> Images => _images.Values;
     public IReadOnlyCollection<ImageLease> Leases => _leases.Values;
+    public int Count => _images.Count + _leases.Count;
 
     public CachedImage? FindImage(string imageId) => _images.GetValueOrDefault(imageId);
     public ImageLease? FindLease(string imageId) => _leases.GetValueOrDefault(imageId);
-
-    public static string ImageClaim(string imageId) => ImageClaimPrefix + imageId;
-
-    /// <summary>Where an image lives on its volume: a folder of its own (measured as the claim's directory).</summary>
-    public static string ImageFolder(string cacheFolder, string imageId) => $"{cacheFolder.Trim('/')}/{imageId}";
 
     // ---------------------------------------------------------------- decisions
 
@@ -54,53 +55,66 @@ public sealed partial class CsvLedger
         if (error is not null) return new(new LeaseOutcome(LeaseStatus.Invalid, null, null, Error: error), []);
 
         if (_images.TryGetValue(imageId, out var cached))
-            return new(new LeaseOutcome(LeaseStatus.Cached, cached, null), Touch(imageId, now));
+            return new(new LeaseOutcome(LeaseStatus.Cached, cached, null), Touch(cached.ImageId, now));
 
         if (_leases.TryGetValue(imageId, out var lease) && lease.ExpiresAt > now)
             // The holder asking again (a retry, or after a leader change) gets its own grant back.
             return new(new LeaseOutcome(lease.Node == node ? LeaseStatus.Granted : LeaseStatus.Pending, null, lease), []);
 
-        if (!_volumes.TryGetValue(volume, out var v))
+        if (!_volumes.Has(volume))
             return new(new LeaseOutcome(LeaseStatus.UnknownVolume, null, null, Error: $"unknown image volume '{volume}'"), []);
 
+        // An expired lease's folder keeps its spelling: "ABC" after "abc" is the same folder.
+        var id = lease?.ImageId ?? imageId;
         var events = new List<LedgerEvent>();
-        var free = v.Free;
+        string? releasing = null;
         if (lease is not null)
         {
             // Expired but not yet swept: end it first, so its claim is returned before the new one is taken. Only a
             // claim on this volume frees room here, and its measured bytes stay on disk (unowned) until the next scan.
-            events.Add(new ImageLeaseEnded(imageId, lease.LeaseId, LeaseEndReason.Expired, now));
-            if (lease.Volume == volume) free = v.FreeWithout(ImageClaim(imageId));
+            events.Add(new ImageLeaseEnded(id, lease.LeaseId, LeaseEndReason.Expired, now));
+            if (lease.Volume == volume) releasing = CsvLedger.ImageClaim(id);
         }
-        if (sizeBytes > free)
-            return new(new LeaseOutcome(LeaseStatus.InsufficientSpace, null, null, Math.Max(free, 0),
-                $"image {imageId} ({ByteSize.Format(sizeBytes)}) does not fit on {volume}: {ByteSize.Format(Math.Max(free, 0))} free"), []);
+        var fit = _volumes.Fit(volume, CsvLedger.ImageClaim(id), sizeBytes, releasing);
+        if (!fit.Fits)
+            return new(new LeaseOutcome(LeaseStatus.InsufficientSpace, null, null, fit.FreeBefore,
+                $"image {id} ({ByteSize.Format(sizeBytes)}) does not fit on {volume}: {ByteSize.Format(fit.FreeBefore)} free"), []);
 
         var token = LastFencingToken + 1;
-        var folder = ImageFolder(cacheFolder, imageId);
+        var folder = CsvLedger.ImageFolder(cacheFolder, id);
         // The file name carries the token: a fenced-off holder's rename can never replace the entry's file.
-        var granted = new ImageLeaseGranted(imageId, $"{imageId}.{token}", node, token, volume, folder,
-            $"{folder}/{imageId}.t{token}", sizeBytes, now, now + ttl);
+        var granted = new ImageLeaseGranted(id, $"{id}.{token}", node, token, volume, folder,
+            $"{folder}/{id}.t{token}", sizeBytes, now, now + ttl);
         events.Add(granted);
-        return new(new LeaseOutcome(LeaseStatus.Granted, null, ToLease(granted), free - sizeBytes), events);
+        return new(new LeaseOutcome(LeaseStatus.Granted, null, ToLease(granted), fit.FreeAfter), events);
     }
 
     public Decision<LeaseActionOutcome> RenewLease(string imageId, string leaseId, long token, TimeSpan ttl, DateTimeOffset now)
     {
         var check = CheckHolder(imageId, leaseId, token, now, out var lease);
         if (check is not null) return new(check, []);
-        var renewed = new ImageLeaseRenewed(imageId, leaseId, now + ttl);
-        return new(new LeaseActionOutcome(LeaseActionStatus.Done, lease! with { ExpiresAt = renewed.ExpiresAt }, null), [renewed]);
+        var renewed = new ImageLeaseRenewed(lease!.ImageId, lease.LeaseId, now + ttl);
+        return new(new LeaseActionOutcome(LeaseActionStatus.Done, lease with { ExpiresAt = renewed.ExpiresAt }, null), [renewed]);
     }
 
+    /// <summary>
+    /// The holder's download is done: the claim becomes the cache entry's, at the real size. A real size larger than
+    /// the grant claims the difference, which must fit like any other claim; otherwise the answer is
+    /// <see cref="LeaseActionStatus.InsufficientSpace"/> and the lease stays as it was (the holder may abort).
+    /// </summary>
     public Decision<LeaseActionOutcome> CompleteLease(string imageId, string leaseId, long token, long sizeBytes, string checksum, DateTimeOffset now)
     {
         var check = CheckHolder(imageId, leaseId, token, now, out var lease);
         if (check is not null) return new(check, []);
         var err = InputRules.CheckBytes("sizeBytes", sizeBytes) ?? InputRules.CheckChecksum(checksum);
         if (err is not null) return new(new LeaseActionOutcome(LeaseActionStatus.Invalid, lease, null, err), []);
-        var done = new ImageCached(imageId, leaseId, sizeBytes, checksum.ToLowerInvariant(), now);
-        var entry = new CachedImage(imageId, lease!.Volume, lease.File, sizeBytes, done.Checksum, now, now);
+        var fit = _volumes.Fit(lease!.Volume, CsvLedger.ImageClaim(lease.ImageId), sizeBytes);
+        if (!fit.Fits)
+            return new(new LeaseActionOutcome(LeaseActionStatus.InsufficientSpace, lease, null,
+                $"image {lease.ImageId} is {ByteSize.Format(sizeBytes)}, {ByteSize.Format(fit.Growth)} more than its grant of " +
+                $"{ByteSize.Format(lease.SizeBytes)}, and {lease.Volume} has {ByteSize.Format(fit.FreeBefore)} free"), []);
+        var done = new ImageCached(lease.ImageId, lease.LeaseId, sizeBytes, checksum.ToLowerInvariant(), now);
+        var entry = new CachedImage(lease.ImageId, lease.Volume, lease.File, sizeBytes, done.Checksum, now, now);
         return new(new LeaseActionOutcome(LeaseActionStatus.Done, null, entry), [done]);
     }
 
@@ -109,7 +123,7 @@ public sealed partial class CsvLedger
         var check = CheckHolder(imageId, leaseId, token, now, out var lease);
         if (check is not null) return new(check, []);
         return new(new LeaseActionOutcome(LeaseActionStatus.Done, lease, null),
-            [new ImageLeaseEnded(imageId, leaseId, LeaseEndReason.Aborted, now)]);
+            [new ImageLeaseEnded(lease!.ImageId, lease.LeaseId, LeaseEndReason.Aborted, now)]);
     }
 
     /// <summary>Leases whose TTL ran out by <paramref name="now"/>.</summary>
@@ -128,22 +142,20 @@ public sealed partial class CsvLedger
 
     public IReadOnlyList<LedgerEvent> Touch(string imageId, DateTimeOffset now) =>
         _images.TryGetValue(imageId, out var c) && now - c.LastUsedAt >= TimeSpan.FromMinutes(1)
-            ? [new ImageUsed(imageId, now)]
+            ? [new ImageUsed(c.ImageId, now)]
             : [];
 
     /// <summary>Reservations that name the image (instances created from it) keep it in the cache.</summary>
-    public int UsersOf(string imageId) => _volumes.Values.Sum(v => v.ImageUsers.GetValueOrDefault(imageId));
+    public int UsersOf(string imageId) => _volumes.UsersOf(imageId);
 
     /// <summary>Cached images nobody refers to, unused for at least <paramref name="maxAge"/>, and under no lease.</summary>
-    public IReadOnlyList<CachedImage> EvictionCandidates(TimeSpan maxAge, DateTimeOffset now)
-    {
-        return _images.Values.Where(i => now - i.LastUsedAt >= maxAge && UsersOf(i.ImageId) == 0 && !_leases.ContainsKey(i.ImageId)).ToList();
-    }
+    public IReadOnlyList<CachedImage> EvictionCandidates(TimeSpan maxAge, DateTimeOffset now) =>
+        _images.Values.Where(i => now - i.LastUsedAt >= maxAge && UsersOf(i.ImageId) == 0 && !_leases.ContainsKey(i.ImageId)).ToList();
 
     public Decision<CachedImage?> Evict(string imageId, TimeSpan maxAge, DateTimeOffset now)
     {
-        var candidate = EvictionCandidates(maxAge, now).FirstOrDefault(i => i.ImageId == imageId);
-        return candidate is null ? new(null, []) : new(candidate, [new ImageEvicted(imageId, now)]);
+        var candidate = EvictionCandidates(maxAge, now).FirstOrDefault(i => FileNames.Comparer.Equals(i.ImageId, imageId));
+        return candidate is null ? new(null, []) : new(candidate, [new ImageEvicted(candidate.ImageId, now)]);
     }
 
     private LeaseActionOutcome? CheckHolder(string imageId, string leaseId, long token, DateTimeOffset now, out ImageLease? lease)
@@ -166,40 +178,49 @@ public sealed partial class CsvLedger
 
     // ---------------------------------------------------------------- state changes
 
-    private bool ApplyImageEvent(LedgerEvent e)
+    internal bool Apply(LedgerEvent e)
     {
         switch (e)
         {
             case ImageLeaseGranted g:
-                _leases[g.ImageId] = ToLease(g);
+                _leases.Set(g.ImageId, ToLease(g));
                 LastFencingToken = Math.Max(LastFencingToken, g.FencingToken);
-                _volumes[g.Volume].Put(new Reservation(g.Volume, ImageClaim(g.ImageId), g.Node, g.SizeBytes, g.Folder, g.ImageId, g.At, g.At));
+                _volumes.Claim(new Reservation(g.Volume, CsvLedger.ImageClaim(g.ImageId), g.Node, g.SizeBytes, g.Folder, g.ImageId, g.At, g.At));
                 return true;
             case ImageLeaseRenewed r:
-                if (_leases.TryGetValue(r.ImageId, out var l)) _leases[r.ImageId] = l with { ExpiresAt = r.ExpiresAt };
+                if (_leases.TryGetValue(r.ImageId, out var l)) _leases.Set(l.ImageId, l with { ExpiresAt = r.ExpiresAt });
                 return true;
             case ImageLeaseEnded end:
                 if (_leases.Remove(end.ImageId, out var ended) && !_images.ContainsKey(end.ImageId))
-                    _volumes[ended.Volume].Remove(ImageClaim(end.ImageId));
+                    _volumes.Unclaim(ended.Volume, CsvLedger.ImageClaim(end.ImageId));
                 return true;
             case ImageCached c:
             {
-                var lease = _leases[c.ImageId];
-                _leases.Remove(c.ImageId);
-                _images[c.ImageId] = new CachedImage(c.ImageId, lease.Volume, lease.File, c.SizeBytes, c.Checksum, c.At, c.At);
-                var v = _volumes[lease.Volume];
-                var claim = v.Reservations[ImageClaim(c.ImageId)];
-                v.Put(claim with { Bytes = c.SizeBytes, UpdatedAt = c.At });
+                if (!_leases.Remove(c.ImageId, out var lease)) return true; // nothing to complete (cannot happen in a journal we wrote)
+                _images.Set(lease.ImageId, new CachedImage(lease.ImageId, lease.Volume, lease.File, c.SizeBytes, c.Checksum, c.At, c.At));
+                var claimId = CsvLedger.ImageClaim(lease.ImageId);
+                var claim = _volumes.Find(lease.Volume, claimId)
+                            ?? new Reservation(lease.Volume, claimId, lease.Node, c.SizeBytes, lease.Folder, lease.ImageId, c.At, c.At);
+                _volumes.Claim(claim with { Bytes = c.SizeBytes, UpdatedAt = c.At });
                 return true;
             }
             case ImageUsed u:
-                if (_images.TryGetValue(u.ImageId, out var img)) _images[u.ImageId] = img with { LastUsedAt = u.At };
+                if (_images.TryGetValue(u.ImageId, out var img)) _images.Set(img.ImageId, img with { LastUsedAt = u.At });
                 return true;
             case ImageEvicted ev:
-                if (_images.Remove(ev.ImageId, out var gone)) _volumes[gone.Volume].Remove(ImageClaim(ev.ImageId));
+                if (_images.Remove(ev.ImageId, out var gone)) _volumes.Unclaim(gone.Volume, CsvLedger.ImageClaim(gone.ImageId));
                 return true;
             default:
                 return false;
         }
+    }
+
+    // ---------------------------------------------------------------- snapshots
+
+    internal void Load(LedgerSnapshot s)
+    {
+        LastFencingToken = s.LastFencingToken;
+        foreach (var i in s.Images ?? []) _images.Set(i.ImageId, i);
+        foreach (var l in s.Leases ?? []) _leases.Set(l.ImageId, l);
     }
 }
