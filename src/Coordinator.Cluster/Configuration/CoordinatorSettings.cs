@@ -136,6 +136,9 @@ public sealed record CoordinatorSettings
                 if (!Path.IsPathRooted(path)) path = Path.Combine(dataDir, path);
                 long? capacity = Get("capacity") is { } cap ? ParseSize($"{name}.capacity", cap) : null;
                 var headroom = Get("headroom") is { } h ? ParseSize($"{name}.headroom", h) : 0;
+                // The ledger refuses sizes outside [0, 2^62] (its sums must never wrap): say so at start, not at the epoch.
+                if (InputRules.CheckVolumeSizes(name, capacity ?? 0, headroom) is { } sizeErr)
+                    throw new ConfigurationException($"coordinator.csv.volumes: {sizeErr}");
                 if (volumes.Any(v => v.Name == name)) throw new ConfigurationException($"volume '{name}' is configured twice");
                 volumes.Add(new VolumeSettings(name, Path.GetFullPath(path), capacity, headroom));
             }
