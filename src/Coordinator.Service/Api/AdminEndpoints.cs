@@ -52,7 +52,7 @@ public static class AdminEndpoints
             logs.CreateLogger("Coordinator.Admin").LogWarning("Admin: {Operation} of {Address} requested", op, member.Address);
             return Results.Ok(new MemberOperationResponse(op == "leave" ? "Leaving " + member.Address : "Downing " + member.Address,
                 member.Address.ToString(), op));
-        });
+        }).AdminOnly().ProducesProblem(400).ProducesProblem(404);
 
         app.MapGet("/cluster/singleton", async (LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -60,6 +60,9 @@ public static class AdminEndpoints
             return Results.Ok(new SingletonResponse(l.Node, l.Address, l.Epoch, l.Since));
         }).AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
     }
+
+    /// <summary>Marks a route as needing the admin token in the OpenAPI document (it answers 401 and 403 without it).</summary>
+    public static RouteHandlerBuilder AdminOnly(this RouteHandlerBuilder route) => route.ProducesProblem(401).ProducesProblem(403);
 
     /// <summary>Null when allowed; otherwise the 401/403 problem. Off (403) when no token is configured.</summary>
     public static IResult? Authorize(HttpRequest request, string? configured, string what)
