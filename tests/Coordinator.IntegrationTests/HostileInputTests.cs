@@ -177,6 +177,9 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
         return Task.CompletedTask;
     }
 
+    private const string ProblemTypeBase = "https://hyperv-coordinator.dev/problems/";
+    private const string ProgramLine = "needs the Program.cs line: builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Customize)";
+
     /// <summary>HOSTILE_TRACE=1: every case and its answer in the test output.</summary>
     private static readonly bool Trace = Environment.GetEnvironmentVariable("HOSTILE_TRACE") is not null;
 
@@ -535,6 +538,9 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
             if (p.GetProperty("status").GetInt32() != status || p.GetProperty("type").GetString() is not { Length: > 0 }
                 || p.GetProperty("title").GetString() is not { Length: > 0 })
                 return What($"{status} with an incomplete problem: {Cut(text, 300)}");
+            // A stable slug of ours, also on the answers ASP.NET writes itself (binding, routing, media type).
+            if (!p.GetProperty("type").GetString()!.StartsWith(ProblemTypeBase, StringComparison.Ordinal))
+                return What($"{status} with type {p.GetProperty("type").GetString()}, not one of ours  ({ProgramLine})");
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
