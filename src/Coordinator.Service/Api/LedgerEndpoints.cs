@@ -143,6 +143,29 @@ public static class LedgerEndpoints
         }
     }
 
+    /// <summary>Reads a form body: one over 64 KiB, or malformed (a bad multipart boundary, too many fields), is a 4xx.</summary>
+    public static async Task<(IFormCollection? Form, IResult? Problem)> ReadForm(HttpRequest request, CancellationToken ct)
+    {
+        if (request.ContentLength > MaxBodyBytes) return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
+        try
+        {
+            return (await request.ReadFormAsync(ct), null);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
+        }
+        catch (BadHttpRequestException e)
+        {
+            return (null, Problems.Make(e.StatusCode is >= 400 and < 500 ? e.StatusCode : 400, "invalid-request", "The request is invalid", e.Message));
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            // The multipart reader reports a missing boundary or a truncated part as an IOException.
+            return (null, Problems.BadRequest($"the form is not valid: {e.Message}"));
+        }
+    }
+
     private static IResult WithEpoch(HttpContext http, long epoch, IResult result)
     {
         http.Response.Headers[EpochHeader] = epoch.ToString(System.Globalization.CultureInfo.InvariantCulture);
