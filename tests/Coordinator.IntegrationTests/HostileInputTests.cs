@@ -234,8 +234,8 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
                 var path = op.Template;
                 foreach (var p in op.PathParameters) path = path.Replace("{" + p + "}", Baseline(op, p), StringComparison.Ordinal);
                 var query = op.HasQuery("operation") ? "?operation=leave" : "";
-                var body = op.Body is null ? null : Encoding.UTF8.GetBytes(BodyJson(BaselineBody(op, doc)));
-                var c = new Case(op, $"well-formed, token {(token is null ? "absent" : "wrong")}", path + query, body, "application/json",
+                var body = op.Body is null ? null : Encode(op, BaselineBody(op, doc));
+                var c = new Case(op, $"well-formed, token {(token is null ? "absent" : "wrong")}", path + query, body, op.MediaType,
                     false, token, Unauthorized: true, null);
                 if (await Check(c) is { } failure) failures.Add(failure);
             }
@@ -274,8 +274,10 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
     // ---- The document.
 
     private sealed record Operation(string Method, string Template, IReadOnlyList<string> PathParameters,
-        IReadOnlyList<(string Name, string Type)> QueryParameters, JsonObject? Body, bool AdminOnly)
+        IReadOnlyList<(string Name, string Type)> QueryParameters, JsonObject? Body, bool Form, bool AdminOnly)
     {
+        public string? MediaType => Body is null ? null : Form ? "application/x-www-form-urlencoded" : "application/json";
+
         public bool HasQuery(string name) => QueryParameters.Any(q => q.Name == name);
     }
 
@@ -289,10 +291,13 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
                 var path = parameters.Where(p => (string?)p["in"] == "path").Select(p => (string)p["name"]!).ToList();
                 var query = parameters.Where(p => (string?)p["in"] == "query")
                     .Select(p => ((string)p["name"]!, TypeOf(p["schema"]))).ToList();
-                var schema = op["requestBody"]?["content"]?["application/json"]?["schema"];
+                // A JSON body, or (Akka Management's shape) a form.
+                var content = op["requestBody"]?["content"];
+                var json = content?["application/json"]?["schema"];
+                var schema = json ?? content?["application/x-www-form-urlencoded"]?["schema"];
                 var body = schema is null ? null : Resolve(doc, schema);
                 var admin = op["responses"]?.AsObject().ContainsKey("401") == true;
-                yield return new Operation(method.ToUpperInvariant(), template, path, query, body, admin);
+                yield return new Operation(method.ToUpperInvariant(), template, path, query, body, json is null && body is not null, admin);
             }
     }
 
@@ -338,8 +343,10 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
     /// The required fields, plus a VM's volume: Volume2, away from the image cache on Volume1, so that a hole that
     /// fills Volume1 (a huge lease completion, today) does not turn every later spawn case into a 409 that hides its own hole.
     /// </summary>
-    private Dictionary<string, string> BaselineBody(Operation op, JsonNode doc) =>
-        Properties(op.Body!).Where(p => p.Required || p.Name == "volume").ToDictionary(p => p.Name, p => p.Name switch
+    private Dictionary<string, string> BaselineBody(Operation op, JsonNode doc) => op.Form
+        // Form values, form-encoded. "leave" is well-formed: only a member that a hostile address matched would leave.
+        ? Properties(op.Body!).Where(p => p.Required).ToDictionary(p => p.Name, p => p.Name == "operation" ? "leave" : "probe")
+        : Properties(op.Body!).Where(p => p.Required || p.Name == "volume").ToDictionary(p => p.Name, p => p.Name switch
         {
             "volume" => Json("Volume2"),
             "node" or "target" => Json(_node.Name),
@@ -357,6 +364,13 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
     private static string BodyJson(Dictionary<string, string> fields) =>
         "{" + string.Join(",", fields.Select(f => $"{Json(f.Key)}:{f.Value}")) + "}";
 
+    private static byte[] Encode(Operation op, Dictionary<string, string> fields) => Encoding.UTF8.GetBytes(op.Form
+        ? string.Join("&", fields.Select(f => $"{Uri.EscapeDataString(f.Key)}={f.Value}"))
+        : BodyJson(fields));
+
+    /// <summary>Form values (as sent, form-encoded) that are not an operation. Never one that trims to leave or down.</summary>
+    private static readonly string[] FormValues = ["", "..", "%01", "a%0Ab", new string('a', 300), "CON", "leav%ZZ", "%00", "leave%00", "%FF%FE"];
+
     // ---- The cases.
 
     private sealed record Case(Operation Op, string Label, string PathAndQuery, byte[]? Body, string? ContentType, bool Chunked,
@@ -372,8 +386,8 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
             return path;
         }
         var baselineBody = op.Body is null ? null : BaselineBody(op, doc);
-        byte[]? Body(Dictionary<string, string>? fields) => fields is null ? null : Encoding.UTF8.GetBytes(BodyJson(fields));
-        var contentType = op.Body is null ? null : "application/json";
+        byte[]? Body(Dictionary<string, string>? fields) => fields is null ? null : Encode(op, fields);
+        var contentType = op.MediaType;
         // Admin routes: every case is sent with the token (a token holder still cannot get bad input through).
         var token = op.AdminOnly ? LocalCluster.AdminToken : null;
         Case Make(string label, string pathAndQuery, byte[]? body, string? domain, string? type = "", bool chunked = false, bool readMayAnswer = false) =>
@@ -399,6 +413,25 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
 
         if (op.Body is null || baselineBody is null) yield break;
         var target = Fill(null, null);
+
+        if (op.Form)
+        {
+            const string multipart = "multipart/form-data; boundary=x";
+            yield return Make("multipart garbage", target, "garbage"u8.ToArray(), null, multipart);
+            yield return Make("multipart without a boundary", target, "a"u8.ToArray(), null, "multipart/form-data");
+            yield return Make("multipart truncated", target,
+                "--x\r\nContent-Disposition: form-data; name=\"operation\"\r\n\r\n.."u8.ToArray(), null, multipart);
+            yield return Make("2000 fields", target, Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("a=1&", 2000))), null);
+            yield return Make("a field name of 70 KiB", target, Encoding.ASCII.GetBytes(new string('a', 70 * 1024) + "=1"), null);
+            yield return Make("a form of 70 KiB, chunked", target, Encoding.ASCII.GetBytes("operation=" + new string('a', 70 * 1024)), null, chunked: true);
+            yield return Make("only an unknown field", target, "unexpectedField=1"u8.ToArray(), null);
+            foreach (var type in new[] { "application/json", "text/plain" })
+                yield return Make($"content type {type}", target, Body(baselineBody), null, type);
+            foreach (var (name, _, _) in Properties(op.Body))
+                foreach (var value in FormValues)
+                    yield return Make($"form {name} = {Cut(value, 30)}", target, Body(new(baselineBody) { [name] = value }), null);
+            yield break;
+        }
 
         foreach (var (label, raw) in MalformedBodies)
             yield return Make("body " + label, target, Encoding.UTF8.GetBytes(raw), null);
