@@ -17,6 +17,9 @@ public sealed record MembersResponse(string SelfNode, string SelfAddress, string
 
 public sealed record SingletonResponse(string Node, string Address, long Epoch, DateTimeOffset Since);
 
+/// <summary>The form of PUT /cluster/members/{address} (Akka Management's shape): operation = leave or down.</summary>
+public sealed record MemberOperationForm(string? Operation);
+
 public sealed record MemberOperationResponse(string Message, string Address, string Operation);
 
 /// <summary>
@@ -42,7 +45,12 @@ public static class AdminEndpoints
         {
             if (Authorize(request, settings.AdminToken, "admin") is { } denied) return denied;
             // Akka Management takes the operation as a form field; a query parameter works too.
-            if (operation is null && request.HasFormContentType) operation = (await request.ReadFormAsync(ct))["operation"].ToString();
+            if (operation is null && request.HasFormContentType)
+            {
+                var (form, problem) = await LedgerEndpoints.ReadForm(request, ct);
+                if (problem is not null) return problem;
+                operation = form!["operation"].ToString();
+            }
             var op = operation?.Trim().ToLowerInvariant();
             if (op is not ("leave" or "down")) return Problems.BadRequest("operation must be leave or down");
             var cluster = Akka.Cluster.Cluster.Get(system);
@@ -52,7 +60,8 @@ public static class AdminEndpoints
             logs.CreateLogger("Coordinator.Admin").LogWarning("Admin: {Operation} of {Address} requested", op, member.Address);
             return Results.Ok(new MemberOperationResponse(op == "leave" ? "Leaving " + member.Address : "Downing " + member.Address,
                 member.Address.ToString(), op));
-        });
+        }).Accepts<MemberOperationForm>("application/x-www-form-urlencoded", "multipart/form-data")
+            .AdminOnly().ProducesProblem(400).ProducesProblem(404);
 
         app.MapGet("/cluster/singleton", async (LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -60,6 +69,9 @@ public static class AdminEndpoints
             return Results.Ok(new SingletonResponse(l.Node, l.Address, l.Epoch, l.Since));
         }).AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
     }
+
+    /// <summary>Marks a route as needing the admin token in the OpenAPI document (it answers 401 and 403 without it).</summary>
+    public static RouteHandlerBuilder AdminOnly(this RouteHandlerBuilder route) => route.ProducesProblem(401).ProducesProblem(403);
 
     /// <summary>Null when allowed; otherwise the 401/403 problem. Off (403) when no token is configured.</summary>
     public static IResult? Authorize(HttpRequest request, string? configured, string what)

@@ -1,10 +1,16 @@
 using Coordinator.Domain;
 using Coordinator.Cluster.Ledger;
+using System.Text.Json.Serialization;
 
 namespace Coordinator.Service.Api;
 
-/// <summary>Body of PUT /v1/volumes/{volume}/reservations/{consumerId}.</summary>
-public sealed record ReservationBody(string? Node, long? Bytes, string? Path, string? ImageId);
+/// <summary>
+/// Body of PUT /v1/volumes/{volume}/reservations/{consumerId}. [JsonRequired]: a missing field is refused by the JSON
+/// reader (400); a parameter with a default is optional in the OpenAPI document, one without is required. The types
+/// stay nullable so that an explicit null reaches the same InputRules check as any other bad value.
+/// </summary>
+public sealed record ReservationBody([property: JsonRequired] string? Node, [property: JsonRequired] long? Bytes,
+    string? Path = null, string? ImageId = null);
 
 public sealed record ReservationResponse(
     string Volume, string ConsumerId, string Node, long Bytes, string? Path, string? ImageId,

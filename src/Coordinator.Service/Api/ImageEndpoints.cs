@@ -1,14 +1,18 @@
 using Coordinator.Cluster.Ledger;
 using Coordinator.Domain;
 using Coordinator.Service.Images;
+using System.Text.Json.Serialization;
 
 namespace Coordinator.Service.Api;
 
-public sealed record LeaseRequestBody(string? Node, long? SizeBytes);
+// Bodies: see ReservationBody for [JsonRequired], defaults and nullable types.
 
-public sealed record LeaseTokenBody(long? FencingToken);
+public sealed record LeaseRequestBody([property: JsonRequired] string? Node, [property: JsonRequired] long? SizeBytes);
 
-public sealed record LeaseCompleteBody(long? FencingToken, long? SizeBytes, string? Checksum);
+public sealed record LeaseTokenBody([property: JsonRequired] long? FencingToken);
+
+public sealed record LeaseCompleteBody([property: JsonRequired] long? FencingToken, [property: JsonRequired] long? SizeBytes,
+    [property: JsonRequired] string? Checksum);
 
 public sealed record CachedResponse(string State, string ImageId, string Path, long SizeBytes, string Checksum,
     DateTimeOffset CachedAt, DateTimeOffset LastUsedAt, int Users, long Epoch)
@@ -37,6 +41,9 @@ public static class ImageEndpoints
 {
     private const int MaxWaitMs = 60_000;
 
+    /// <summary>Ten years: any older entry is as good as any; also keeps the value a finite, representable TimeSpan.</summary>
+    private const double MaxEvictAgeSeconds = 10 * 365.25 * 24 * 3600;
+
     public static void MapImageApi(this IEndpointRouteBuilder app)
     {
         var images = app.MapGroup("/v1/images").AddEndpointFilter(LedgerEndpoints.TranslateNoLeader).WithTags("images").ProducesProblem(503).ProducesProblem(400);
@@ -61,7 +68,7 @@ public static class ImageEndpoints
             if (InputRules.CheckImageId(imageId) is { } idErr) return Problems.BadRequest(idErr);
             var (body, problem) = await LedgerEndpoints.ReadJson<LeaseRequestBody>(request, ct);
             if (problem is not null) return problem;
-            if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes is required");
+            if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes must not be null");
             if ((InputRules.CheckId("node", body.Node) ?? InputRules.CheckBytes("sizeBytes", size)) is { } err) return Problems.BadRequest(err);
 
             var r = await ledger.Ask<LeaseReply>(new AcquireImageLease(imageId, body.Node!, size), ct);
@@ -96,10 +103,10 @@ public static class ImageEndpoints
         {
             var (body, problem) = await ReadToken<LeaseCompleteBody>(imageId, leaseId, request, b => b.FencingToken, ct);
             if (problem is not null) return problem;
-            if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes is required");
+            if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes must not be null");
             if ((InputRules.CheckBytes("sizeBytes", size) ?? InputRules.CheckChecksum(body.Checksum)) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<LeaseActionReply>(new CompleteImageLease(imageId, leaseId, body.FencingToken!.Value, size, body.Checksum!), ct);
-            return r.Status == LeaseActionStatus.Done ? Results.Ok(CachedResponse.From(r.Cached!, r.Epoch)) : ActionProblem(r, imageId, leaseId);
+            return r.Status == LeaseActionStatus.Done ? Results.Ok(CachedResponse.From(r.Cached!, r.Epoch)) : ActionProblem(r, imageId, leaseId, size);
         }).Accepts<LeaseCompleteBody>("application/json").Produces<CachedResponse>().ProducesProblem(409).ProducesProblem(404).WithName("CompleteImageLease");
 
         images.MapPost("/{imageId}/lease/{leaseId}/abort", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
@@ -126,7 +133,9 @@ public static class ImageEndpoints
 
         images.MapPost("/evict", async (double? olderThanSeconds, LedgerGateway ledger, CancellationToken ct) =>
         {
-            if (olderThanSeconds is < 0) return Problems.BadRequest("olderThanSeconds must not be negative");
+            // Written so that NaN fails too (every comparison with NaN is false); 1e308 or Infinity would overflow TimeSpan.
+            if (olderThanSeconds is { } age && !(age >= 0 && age <= MaxEvictAgeSeconds))
+                return Problems.BadRequest($"olderThanSeconds must be between 0 and {MaxEvictAgeSeconds:0} (ten years)");
             var r = await ledger.Ask<EvictReply>(new EvictImages(olderThanSeconds is { } s ? TimeSpan.FromSeconds(s) : null), ct);
             return Results.Ok(new EvictResponse(r.Epoch, r.Evicted));
         }).Produces<EvictResponse>().WithName("EvictImages");
@@ -142,8 +151,11 @@ public static class ImageEndpoints
         return (body, null);
     }
 
-    private static IResult ActionProblem(LeaseActionReply r, string imageId, string leaseId) => r.Status switch
+    private static IResult ActionProblem(LeaseActionReply r, string imageId, string leaseId, long requestedBytes = 0) => r.Status switch
     {
+        // A completion larger than its grant that does not fit (the domain's LeaseActionStatus.InsufficientSpace, with the
+        // reply's FreeBytes): once both are merged, this line goes here:
+        // LeaseActionStatus.InsufficientSpace => Problems.InsufficientSpace(r.Error ?? "the image does not fit", r.FreeBytes, requestedBytes, r.Epoch),
         LeaseActionStatus.Stale => Problems.Make(409, "stale-lease", "The lease is not held with this token", r.Error ?? "stale",
             new Dictionary<string, object?> { ["currentFencingToken"] = r.Lease?.FencingToken, ["epoch"] = r.Epoch }),
         LeaseActionStatus.NotFound => Problems.NotFound(r.Error ?? $"no lease {leaseId} on image {imageId}"),

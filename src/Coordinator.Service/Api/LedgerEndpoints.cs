@@ -26,6 +26,7 @@ public static class LedgerEndpoints
 
         v1.MapGet("/volumes/{volume}/quotas", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
+            if (InputRules.CheckId("volume", volume) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<QuotasReply>(new GetQuotas(volume, null), ct);
             return r.Quotas is null
                 ? Problems.NotFound($"unknown volume '{volume}'")
@@ -34,7 +35,7 @@ public static class LedgerEndpoints
 
         v1.MapGet("/volumes/{volume}/quotas/{node}", async (string volume, string node, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
-            if (InputRules.CheckId("node", node) is { } err) return Problems.BadRequest(err);
+            if ((InputRules.CheckId("volume", volume) ?? InputRules.CheckId("node", node)) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<QuotasReply>(new GetQuotas(volume, node), ct);
             if (r.Quotas is null) return Problems.NotFound($"unknown volume '{volume}'");
             var q = r.Quotas.Single();
@@ -44,6 +45,7 @@ public static class LedgerEndpoints
 
         v1.MapGet("/volumes/{volume}/reservations", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
+            if (InputRules.CheckId("volume", volume) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<ReservationsReply>(new GetReservations(volume), ct);
             return r.VolumeKnown
                 ? WithEpoch(http, r.Epoch, Results.Ok(new ReservationsResponse(r.Epoch, volume, r.Reservations)))
@@ -56,7 +58,7 @@ public static class LedgerEndpoints
 
         v1.MapDelete("/volumes/{volume}/reservations/{consumerId}", async (string volume, string consumerId, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
-            if (InputRules.CheckConsumerId(consumerId) is { } err) return Problems.BadRequest(err);
+            if ((InputRules.CheckId("volume", volume) ?? InputRules.CheckConsumerId(consumerId)) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<ReleaseReply>(new ReleaseCommand(volume, consumerId), ct);
             return r.Outcome.Status switch
             {
@@ -68,6 +70,7 @@ public static class LedgerEndpoints
 
         v1.MapPost("/volumes/{volume}/rescan", async (string volume, LedgerGateway ledger, CoordinatorSettings settings, HttpContext http, CancellationToken ct) =>
         {
+            if (InputRules.CheckId("volume", volume) is { } err) return Problems.BadRequest(err);
             // A scan walks the volume: allow it more time than an ordinary request.
             var r = await ledger.Ask<VolumeReply>(new RescanVolume(volume), ct, settings.AskTimeout * 6);
             if (r.Volume is null) return Problems.NotFound(r.Error ?? $"unknown volume '{volume}'");
@@ -85,14 +88,13 @@ public static class LedgerEndpoints
     private static async Task<IResult> PutReservation(string volume, string consumerId, HttpRequest request,
         LedgerGateway ledger, HttpContext http, CancellationToken ct)
     {
-        if (InputRules.CheckConsumerId(consumerId) is { } idErr) return Problems.BadRequest(idErr);
-        if (InputRules.CheckId("volume", volume) is { } volErr) return Problems.BadRequest(volErr);
+        if ((InputRules.CheckId("volume", volume) ?? InputRules.CheckConsumerId(consumerId)) is { } idErr) return Problems.BadRequest(idErr);
 
         var (body, problem) = await ReadJson<ReservationBody>(request, ct);
         if (problem is not null) return problem;
-        if (body!.Bytes is not { } bytes) return Problems.BadRequest("bytes is required");
+        if (body!.Bytes is not { } bytes) return Problems.BadRequest("bytes must not be null");
         var err = InputRules.CheckId("node", body.Node) ?? InputRules.CheckBytes("bytes", bytes)
-                  ?? (body.ImageId is null ? null : InputRules.CheckId("imageId", body.ImageId));
+                  ?? (body.ImageId is null ? null : InputRules.CheckImageId(body.ImageId));
         if (err is not null) return Problems.BadRequest(err);
 
         var r = await ledger.Ask<ReserveReply>(
@@ -111,12 +113,16 @@ public static class LedgerEndpoints
         };
     }
 
-    /// <summary>Reads a JSON body of at most 64 KiB; any problem becomes a 4xx before anything reaches the ledger.</summary>
+    /// <summary>
+    /// Reads a JSON body of at most 64 KiB; any problem becomes a 4xx before anything reaches the ledger. The edge only
+    /// maps what the JSON reader refuses (malformed JSON, a wrong type, an unknown or missing required field, a number
+    /// that does not fit its field); the values themselves are checked by the domain's InputRules.
+    /// </summary>
     public static async Task<(T? Body, IResult? Problem)> ReadJson<T>(HttpRequest request, CancellationToken ct) where T : class
     {
         if (request.ContentLength > MaxBodyBytes) return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
         if (request.ContentType is { } ct0 && !ct0.Contains("json", StringComparison.OrdinalIgnoreCase))
-            return (null, Problems.Make(415, "unsupported-media-type", "Unsupported media type", "send application/json"));
+            return (null, Problems.UnsupportedMediaType("send application/json"));
         try
         {
             var body = await JsonSerializer.DeserializeAsync<T>(request.Body, JsonDefaults.Options, ct);
@@ -124,11 +130,39 @@ public static class LedgerEndpoints
         }
         catch (JsonException e)
         {
-            return (null, Problems.BadRequest($"malformed JSON: {e.Message}"));
+            return (null, Problems.BadRequest($"the body is not valid: {e.Message}"));
         }
         catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
             return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
+        }
+        catch (BadHttpRequestException e)
+        {
+            // A truncated or malformed request body (e.g. bad chunked encoding): the client's fault, never a 500.
+            return (null, Problems.Make(e.StatusCode is >= 400 and < 500 ? e.StatusCode : 400, "invalid-request", "The request is invalid", e.Message));
+        }
+    }
+
+    /// <summary>Reads a form body: one over 64 KiB, or malformed (a bad multipart boundary, too many fields), is a 4xx.</summary>
+    public static async Task<(IFormCollection? Form, IResult? Problem)> ReadForm(HttpRequest request, CancellationToken ct)
+    {
+        if (request.ContentLength > MaxBodyBytes) return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
+        try
+        {
+            return (await request.ReadFormAsync(ct), null);
+        }
+        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, Problems.TooLarge($"at most {MaxBodyBytes} bytes are accepted"));
+        }
+        catch (BadHttpRequestException e)
+        {
+            return (null, Problems.Make(e.StatusCode is >= 400 and < 500 ? e.StatusCode : 400, "invalid-request", "The request is invalid", e.Message));
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            // The multipart reader reports a missing boundary or a truncated part as an IOException.
+            return (null, Problems.BadRequest($"the form is not valid: {e.Message}"));
         }
     }
 

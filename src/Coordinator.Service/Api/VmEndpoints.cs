@@ -3,12 +3,14 @@ using Coordinator.Cluster.Ledger;
 using Coordinator.Cluster.Vms;
 using Coordinator.Domain;
 using Coordinator.Service.Vms;
+using System.Text.Json.Serialization;
 
 namespace Coordinator.Service.Api;
 
-public sealed record SpawnBody(string? Name, int? MemoryMb, int? Vcpus, long? DiskBytes, string? Volume, string? ImageId);
+public sealed record SpawnBody([property: JsonRequired] string? Name, [property: JsonRequired] int? MemoryMb, [property: JsonRequired] int? Vcpus,
+    [property: JsonRequired] long? DiskBytes, string? Volume = null, string? ImageId = null);
 
-public sealed record MigrateBody(string? Target, string? Mode);
+public sealed record MigrateBody([property: JsonRequired] string? Target, string? Mode = null);
 
 public sealed record VmsResponse(long Epoch, IReadOnlyList<VmRecord> Vms);
 
@@ -31,44 +33,42 @@ public static class VmEndpoints
 
         v1.MapGet("/vms/{name}", async (string name, LedgerGateway ledger, CancellationToken ct) =>
         {
+            if (InputRules.CheckConsumerId(name) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<VmsReply>(GetVms.Instance, ct);
             return r.Vms.FirstOrDefault(v => v.Name == name) is { } vm ? Results.Ok(vm) : Problems.NotFound($"no VM named '{name}'");
-        });
+        }).Produces<VmRecord>().ProducesProblem(404);
 
         v1.MapPost("/vms", async (HttpRequest request, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
-            var (b, problem) = await LedgerEndpoints.ReadJson<SpawnBody>(request, ct);
+            var (b, problem) = await ReadVm(request, ct);
             if (problem is not null) return problem;
-            if (b!.MemoryMb is not { } mem || b.Vcpus is not { } cpus || b.DiskBytes is not { } disk)
-                return Problems.BadRequest("name, memoryMb, vcpus and diskBytes are required");
-            var err = InputRules.CheckConsumerId(b.Name) ?? InputRules.CheckBytes("diskBytes", disk)
-                      ?? (mem <= 0 ? "memoryMb must be positive" : null) ?? (cpus <= 0 ? "vcpus must be positive" : null)
-                      ?? (b.ImageId is null ? null : InputRules.CheckImageId(b.ImageId));
-            if (err is not null) return Problems.BadRequest(err);
-            var volume = b.Volume ?? s.Volumes.FirstOrDefault()?.Name ?? "";
-            var r = await nodes.AskAsync<VmOpReply>(s.NodeName, new SpawnVm(b.Name!, mem, cpus, disk, volume, b.ImageId), s.HyperV.OperationTimeout, ct);
+            var volume = b!.Volume ?? s.Volumes.FirstOrDefault()?.Name ?? "";
+            var r = await nodes.AskAsync<VmOpReply>(s.NodeName, new SpawnVm(b.Name!, b.MemoryMb!.Value, b.Vcpus!.Value, b.DiskBytes!.Value, volume, b.ImageId),
+                s.HyperV.OperationTimeout, ct);
             return Answer(r);
-        });
+        }).Accepts<SpawnBody>("application/json").Produces<VmRecord>(201).ProducesProblem(409);
 
+        // An arrival from another cluster: the same checks as a spawn. Its volume is the source cluster's name, so a
+        // well-formed name this cluster does not have means our first volume (where the peer was told to put the files).
         v1.MapPost("/vms/arrivals", async (HttpRequest request, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
-            var (b, problem) = await LedgerEndpoints.ReadJson<SpawnBody>(request, ct);
+            var (b, problem) = await ReadVm(request, ct);
             if (problem is not null) return problem;
-            if (b!.MemoryMb is not { } mem || b.Vcpus is not { } cpus || b.DiskBytes is not { } disk || InputRules.CheckConsumerId(b.Name) is not null)
-                return Problems.BadRequest("name, memoryMb, vcpus and diskBytes are required");
-            var volume = b.Volume is { } v && s.Volumes.Any(x => x.Name == v) ? v : s.Volumes.FirstOrDefault()?.Name ?? "";
-            return Answer(await nodes.AskAsync<VmOpReply>(s.NodeName, new ArriveVm(b.Name!, mem, cpus, disk, volume, b.ImageId), s.HyperV.OperationTimeout, ct));
-        });
+            var volume = b!.Volume is { } v && s.Volumes.Any(x => x.Name == v) ? v : s.Volumes.FirstOrDefault()?.Name ?? "";
+            return Answer(await nodes.AskAsync<VmOpReply>(s.NodeName, new ArriveVm(b.Name!, b.MemoryMb!.Value, b.Vcpus!.Value, b.DiskBytes!.Value, volume, b.ImageId),
+                s.HyperV.OperationTimeout, ct));
+        }).Accepts<SpawnBody>("application/json").Produces<VmRecord>(201).ProducesProblem(409);
 
         v1.MapDelete("/vms/{name}", async (string name, LedgerGateway ledger, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
             if (InputRules.CheckConsumerId(name) is { } err) return Problems.BadRequest(err);
             var owner = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => v.Name == name)?.Node ?? s.NodeName;
             return Answer(await OnNode(nodes, owner, new DestroyVm(name), s, ct));
-        });
+        }).Produces(204).ProducesProblem(404);
 
         v1.MapPost("/vms/{name}/migrate", async (string name, HttpRequest request, LedgerGateway ledger, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
+            if (InputRules.CheckConsumerId(name) is { } nameErr) return Problems.BadRequest(nameErr);
             var (b, problem) = await LedgerEndpoints.ReadJson<MigrateBody>(request, ct);
             if (problem is not null) return problem;
             if (InputRules.CheckId("target", b!.Target) is { } err) return Problems.BadRequest(err);
@@ -82,7 +82,7 @@ public static class VmEndpoints
             var vm = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => v.Name == name);
             if (vm is null) return Problems.NotFound($"no VM named '{name}'");
             return Answer(await OnNode(nodes, vm.Node, new MigrateVm(name, b.Target!, mode), s, ct));
-        });
+        }).Accepts<MigrateBody>("application/json").Produces<VmRecord>().ProducesProblem(404).ProducesProblem(409);
 
         v1.MapGet("/nodes", async (LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -90,11 +90,11 @@ public static class VmEndpoints
             return Results.Ok(new NodesResponse(r.Epoch, r.Nodes));
         });
 
-        // Drain and resume are operator actions: they need the admin token.
+        // Drain and resume are operator actions: they need the admin token (401/403 in the document say so).
         v1.MapPost("/nodes/{node}/drain", async (string node, HttpRequest req, CoordinatorSettings s, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
-            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, true, ledger, nodes, ct));
+            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, true, ledger, nodes, ct)).AdminOnly().ProducesProblem(404);
         v1.MapPost("/nodes/{node}/resume", async (string node, HttpRequest req, CoordinatorSettings s, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
-            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, false, ledger, nodes, ct));
+            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, false, ledger, nodes, ct)).AdminOnly().ProducesProblem(404);
 
         v1.MapGet("/events", async (long? after, int? waitMs, string? node, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -104,6 +104,20 @@ public static class VmEndpoints
             var r = await ledger.Ask<FeedReply>(new GetFeed(after ?? 0, node, wait), ct, TimeSpan.FromMilliseconds(wait) + TimeSpan.FromSeconds(5));
             return Results.Ok(new EventsResponse(r.Epoch, r.Head, r.Entries));
         });
+    }
+
+    /// <summary>A spawn or an arrival body: what the JSON reader refuses, then the domain's rules for each value.</summary>
+    private static async Task<(SpawnBody? Body, IResult? Problem)> ReadVm(HttpRequest request, CancellationToken ct)
+    {
+        var (b, problem) = await LedgerEndpoints.ReadJson<SpawnBody>(request, ct);
+        if (problem is not null) return (null, problem);
+        if (b!.MemoryMb is not { } mem || b.Vcpus is not { } cpus || b.DiskBytes is not { } disk)
+            return (null, Problems.BadRequest("memoryMb, vcpus and diskBytes must not be null"));
+        var err = InputRules.CheckConsumerId(b.Name) ?? InputRules.CheckBytes("diskBytes", disk)
+                  ?? (mem <= 0 ? "memoryMb must be positive" : null) ?? (cpus <= 0 ? "vcpus must be positive" : null)
+                  ?? (b.Volume is null ? null : InputRules.CheckId("volume", b.Volume))
+                  ?? (b.ImageId is null ? null : InputRules.CheckImageId(b.ImageId));
+        return err is null ? (b, null) : (null, Problems.BadRequest(err));
     }
 
     private static async Task<IResult> Drain(string node, bool draining, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct)
