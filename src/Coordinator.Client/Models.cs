@@ -10,7 +10,7 @@ namespace Coordinator.Client;
 /// <summary>The accounting of one volume (GET /v1/volumes, POST /v1/volumes/{volume}/rescan).</summary>
 public sealed record VolumeView(
     string Name, string Path, long CapacityBytes, long HeadroomBytes, long UsedBytes, long ReservedBytes,
-    long UnownedBytes, long FreeBytes, int Reservations, DateTimeOffset? MeasuredAt);
+    long UnownedBytes, long FreeBytes, int Reservations, DateTimeOffset? MeasuredAt, long OvercommittedBytes = 0);
 
 public sealed record VolumesResponse(long Epoch, IReadOnlyList<VolumeView> Volumes);
 

@@ -44,7 +44,7 @@ try
     builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort}");
     builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = LedgerEndpoints.MaxBodyBytes);
     builder.Services.ConfigureHttpJsonOptions(o => JsonDefaults.Configure(o.SerializerOptions));
-    builder.Services.AddProblemDetails();
+    builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Customize);
     builder.Services.AddOpenApi("v1", o => o.AddDocumentTransformer((doc, _, _) =>
     {
         doc.Info.Title = "Hyper-V cluster coordinator: node-agent and admin API";

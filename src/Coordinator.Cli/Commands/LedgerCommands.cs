@@ -36,6 +36,9 @@ public sealed class VolumesCommand : ApiCommand<GlobalSettings, VolumesResponse>
                 Terminal.Bytes(x.ReservedBytes), Terminal.Bytes(x.UnownedBytes), Terminal.Bytes(x.FreeBytes), x.Reservations.Inv(),
                 Terminal.Age(x.MeasuredAt), Terminal.Esc(x.Path));
         Terminal.Write(t);
+        // Free reads 0 when claims and measured usage exceed the usable capacity; say by how much, per volume.
+        foreach (var x in v.Volumes.Where(x => x.OvercommittedBytes > 0))
+            Terminal.Line($"{Terminal.Esc(x.Name)}: overcommitted by {Terminal.Bytes(x.OvercommittedBytes)} (claims and measured usage exceed capacity - headroom)");
         Terminal.Line($"epoch {v.Epoch}");
     }
 }

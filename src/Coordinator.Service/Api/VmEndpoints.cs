@@ -35,7 +35,7 @@ public static class VmEndpoints
         {
             if (InputRules.CheckConsumerId(name) is { } err) return Problems.BadRequest(err);
             var r = await ledger.Ask<VmsReply>(GetVms.Instance, ct);
-            return r.Vms.FirstOrDefault(v => v.Name == name) is { } vm ? Results.Ok(vm) : Problems.NotFound($"no VM named '{name}'");
+            return r.Vms.FirstOrDefault(v => FileNames.Comparer.Equals(v.Name, name)) is { } vm ? Results.Ok(vm) : Problems.NotFound($"no VM named '{name}'");
         }).Produces<VmRecord>().ProducesProblem(404);
 
         v1.MapPost("/vms", async (HttpRequest request, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
@@ -62,7 +62,7 @@ public static class VmEndpoints
         v1.MapDelete("/vms/{name}", async (string name, LedgerGateway ledger, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
             if (InputRules.CheckConsumerId(name) is { } err) return Problems.BadRequest(err);
-            var owner = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => v.Name == name)?.Node ?? s.NodeName;
+            var owner = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => FileNames.Comparer.Equals(v.Name, name))?.Node ?? s.NodeName;
             return Answer(await OnNode(nodes, owner, new DestroyVm(name), s, ct));
         }).Produces(204).ProducesProblem(404);
 
@@ -79,7 +79,7 @@ public static class VmEndpoints
                 case "cold": mode = MigrationMode.Cold; break;
                 default: return Problems.BadRequest("mode must be live or cold");
             }
-            var vm = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => v.Name == name);
+            var vm = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => FileNames.Comparer.Equals(v.Name, name));
             if (vm is null) return Problems.NotFound($"no VM named '{name}'");
             return Answer(await OnNode(nodes, vm.Node, new MigrateVm(name, b.Target!, mode), s, ct));
         }).Accepts<MigrateBody>("application/json").Produces<VmRecord>().ProducesProblem(404).ProducesProblem(409);
