@@ -163,6 +163,9 @@ public sealed class CsvLedger
     public IReadOnlyList<LedgerEvent> AdoptVm(PlaceVmRequest r, string reason, DateTimeOffset now) => VmInventory.Adopt(r, reason, now).Events;
 
     /// <inheritdoc cref="VmInventory.Adopt"/>
+    /// <summary>An arrival from another cluster: validated as a spawn and its disk must fit (see <see cref="VmInventory.Arrive"/>).</summary>
+    public Decision<PlaceOutcome> Arrive(PlaceVmRequest r, DateTimeOffset now) => VmInventory.Arrive(r, now);
+
     public Decision<PlaceOutcome> DecideAdoption(PlaceVmRequest r, string reason, DateTimeOffset now) => VmInventory.Adopt(r, reason, now);
 
     public IReadOnlyList<LedgerEvent> SetVmPhase(string name, VmPhase phase, DateTimeOffset now) => VmInventory.SetVmPhase(name, phase, now);

@@ -153,6 +153,23 @@ public sealed class VmInventory
             [placed, new VmPhaseChanged(r.Name, VmPhase.Running, now)]);
     }
 
+    /// <summary>
+    /// Another cluster's coordinator announces a VM migrated to this node: a request, so unlike an adoption found at
+    /// reconciliation its disk must fit the volume like any claim (the node creates no file before this answer).
+    /// </summary>
+    public Decision<PlaceOutcome> Arrive(PlaceVmRequest r, DateTimeOffset now)
+    {
+        if (CheckPlacement(r) is { } err) return new(new PlaceOutcome(PlaceStatus.Invalid, null, err), []);
+        if (!_vms.ContainsKey(r.Name) && _volumes.Has(r.Volume) && !_volumes.HoldsAnywhere(r.Name))
+        {
+            var fit = _volumes.Fit(r.Volume, r.Name, r.DiskBytes);
+            if (!fit.Fits)
+                return new(new PlaceOutcome(PlaceStatus.InsufficientSpace, null,
+                    $"{ByteSize.Format(r.DiskBytes)} do not fit on {r.Volume}: {ByteSize.Format(fit.FreeBefore)} free"), []);
+        }
+        return Adopt(r, "arrival", now);
+    }
+
     public IReadOnlyList<LedgerEvent> SetVmPhase(string name, VmPhase phase, DateTimeOffset now) =>
         _vms.TryGetValue(name, out var vm) && vm.Phase != phase ? [new VmPhaseChanged(vm.Name, phase, now)] : [];
 

@@ -132,14 +132,33 @@ public class AuthorityHoleTests
         Silent(d, () => d.Ledger.AdoptVm(request, "arrival", d.Now), x => x);
         Assert.Equal(PlaceStatus.Invalid, d.Ledger.DecideAdoption(request, "arrival", d.Now).Outcome.Status);
         Assert.Equal(PlaceStatus.Invalid, d.Ledger.PlaceVm(request, d.Now).Outcome.Status);
+        Assert.Equal(PlaceStatus.Invalid, Silent(d, () => d.Ledger.Arrive(request, d.Now), x => x.Events).Outcome.Status);
         Assert.Empty(d.Ledger.Vms);
     }
 
     [Fact]
-    public void An_arrival_that_overcommits_is_adopted_and_the_excess_is_reported_not_a_negative_free()
+    public void An_arrival_is_a_request_its_disk_must_fit_like_any_claim()
     {
         var d = Volume();
-        d.Apply(d.Ledger.AdoptVm(new PlaceVmRequest("big", "hv1", 1024, 1, Vol, 60 * GiB, null), "arrival", d.Now));
+        d.Reserve(Vol, "inst-1", "hv1", 45 * GiB);
+        var refused = Silent(d, () => d.Ledger.Arrive(new PlaceVmRequest("mig-1", "hv1", 1024, 1, Vol, 6 * GiB, null), d.Now), x => x.Events);
+        Assert.Equal(PlaceStatus.InsufficientSpace, refused.Outcome.Status);
+        Assert.Equal(PlaceStatus.InsufficientSpace,
+            d.Ledger.Arrive(new PlaceVmRequest("mig-2", "hv1", 1024, 1, Vol, ByteSize.MaxBytes, null), d.Now).Outcome.Status);
+        var fits = d.Ledger.Arrive(new PlaceVmRequest("mig-3", "hv1", 1024, 1, Vol, 5 * GiB, null), d.Now);
+        Assert.Equal(PlaceStatus.Placed, fits.Outcome.Status);
+        d.Apply(fits.Events);
+        Assert.Equal((0L, 0L), (d.View(Vol).FreeBytes, d.View(Vol).OvercommittedBytes));
+        // The same announcement again (a retry) is unchanged, not refused for the room its own claim takes.
+        Assert.Equal(PlaceStatus.Unchanged, d.Ledger.Arrive(new PlaceVmRequest("MIG-3", "hv1", 1024, 1, Vol, 5 * GiB, null), d.Now).Outcome.Status);
+    }
+
+    [Fact]
+    public void A_vm_found_at_reconciliation_that_overcommits_is_adopted_and_the_excess_is_reported_not_a_negative_free()
+    {
+        // A fact, not a request: the VM runs on a host already, its disk is on the volume whatever the ledger says.
+        var d = Volume();
+        d.Apply(d.Ledger.AdoptVm(new PlaceVmRequest("big", "hv1", 1024, 1, Vol, 60 * GiB, null), "adopted", d.Now));
         Assert.NotNull(d.Ledger.FindVm("big"));
         var v = d.View(Vol);
         Assert.Equal((0L, 10 * GiB), (v.FreeBytes, v.OvercommittedBytes));
