@@ -165,6 +165,25 @@ public abstract class LedgerRecoverySpecs : IDisposable
     }
 
     [SkippableFact]
+    public async Task A_snapshot_type_from_a_newer_version_also_ends_in_Refused()
+    {
+        await FillWithSnapshots(Settings(snapshotEvery: 5));
+        var latest = await LatestSnapshot();
+        await Journal.ExecuteAsync("UPDATE snapshot SET manifest = @manifest WHERE persistence_id = @pid AND sequence_number = @seq",
+            ("@manifest", "LedgerSnapshotV2"), ("@pid", Ledger), ("@seq", latest));
+        var highest = await HighestSequenceNr();
+
+        var system = NewSystem();
+        var ledger = system.ActorOf(LedgerActor.SupervisedProps(Settings(snapshotEvery: 5)), "ledger");
+        var refused = await Ask<LedgerRefused>(ledger, new GetReservations("Volume1"));
+        Assert.Contains("a snapshot of type 'LedgerSnapshotV2'", refused.Reason);
+        Assert.Contains($"sequence number {latest}", refused.Reason);
+        await Task.Delay(1000);
+        Assert.Equal(refused, await Ask<LedgerRefused>(ledger, Reserve("vm-new", GiB)));
+        Assert.Equal(highest, await HighestSequenceNr());
+    }
+
+    [SkippableFact]
     public async Task The_ledger_keeps_the_snapshot_before_the_latest()
     {
         await FillWithSnapshots(Settings(snapshotEvery: 5));
@@ -179,7 +198,9 @@ public abstract class LedgerRecoverySpecs : IDisposable
         var settings = Settings(snapshotEvery: 5);
         var before = await FillWithSnapshots(settings);
         var latest = await LatestSnapshot();
-        Assert.True(latest > 0, "a snapshot was taken");
+        var previous = await Journal.ScalarAsync("SELECT MAX(sequence_number) FROM snapshot WHERE persistence_id = @pid AND sequence_number < @seq",
+            ("@pid", Ledger), ("@seq", latest));
+        Assert.True(previous > 0, "two snapshots were taken");
         var payload = await Journal.BytesAsync("SELECT snapshot FROM snapshot WHERE persistence_id = @pid AND sequence_number = @seq",
             ("@pid", Ledger), ("@seq", latest));
         var damaged = damage == "garbage" ? [0xde, 0xad, 0xbe, 0xef, 0x00, 0xff] : payload[..(payload.Length / 2)];
@@ -192,6 +213,8 @@ public abstract class LedgerRecoverySpecs : IDisposable
         var after = await AskUntilAnswered<ReservationsReply>(ledger, new GetReservations("Volume1"));
         Assert.Equal(before.OrderBy(r => r.ConsumerId), after.Reservations.OrderBy(r => r.ConsumerId));
         Assert.Equal(2, after.Epoch); // the incarnation that met the corrupt snapshot wrote nothing
+        var leader = await Ask<LeaderReply>(ledger, GetLeader.Instance);
+        Assert.Equal(previous, leader.Recovery!.SnapshotSequenceNr); // the snapshot before the corrupt one, not the events alone
         Assert.Contains(log.OfType<Warning>(), w => w.Message?.ToString()?.Contains($"sequence number {latest}") == true);
 
         // Exactly the journal's state, whole: the recovered ledger's state at a sequence number (a backup) equals the

@@ -73,7 +73,7 @@ public sealed partial class LedgerActor
     {
         if (_refusal is not null)
         {
-            _log.Error(_refusal);
+            _log.Error("{0}", _refusal); // the manifest is data, never a format string
             Become(Refused(_refusal));
             return;
         }
