@@ -109,16 +109,19 @@ public abstract class LedgerRecoverySpecs : IDisposable
         await Ask<ReserveReply>(ledger, Reserve("vm5", GiB)); // a resize
         var before = await Ask<ReservationsReply>(ledger, new GetReservations("Volume1"));
         // Saves and deletions of snapshots are asynchronous (slower on PostgreSQL): stop only once they settled, at
-        // most two snapshots and the same ones at two reads apart.
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        var seen = "";
+        // most two snapshots and the same ones at three reads in a row.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
+        var (seen, same) = ("", 0);
         while (DateTime.UtcNow < deadline)
         {
             await Task.Delay(300);
-            var now = $"{await SnapshotCount()}/{await LatestSnapshot()}";
-            if (now == seen && await SnapshotCount() <= 2) break;
+            var count = await SnapshotCount();
+            var now = $"{count}/{await LatestSnapshot()}";
+            same = now == seen ? same + 1 : 0;
             seen = now;
+            if (same >= 2 && count <= 2) break;
         }
+        _output.WriteLine($"snapshots (count/latest) when the system stopped: {seen}");
         await system.Terminate();
         return before.Reservations;
     }

@@ -71,7 +71,9 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private long _decidedThrough; // journal sequence number of the last event applied to _ledger (written or not)
     private long _eventsSinceSnapshot;
     private long _expiredDropped;
-    private long _latestSnapshotSequenceNr; // the newest snapshot known to be readable (0: none); the one before it is kept
+    // The newest snapshot known to be readable and the one before it (0: none): both are kept, older ones deleted.
+    private long _latestSnapshotSequenceNr;
+    private long _previousSnapshotSequenceNr;
 
     // The stale-leader guard: answers without a write come from memory only within the lease of the last confirmed
     // write, else behind a barrier write; after a failed write on this node a new incarnation first stands down.
@@ -227,7 +229,11 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             case SaveSnapshotFailure f:
                 _log.Warning("Snapshot failed (recovery stays correct, only slower): {0}", f.Cause.Message);
                 break;
-            case DeleteSnapshotsSuccess or DeleteSnapshotsFailure:
+            case DeleteSnapshotsFailure df:
+                _log.Warning("Deleting snapshots up to sequence number {0} failed (they stay; the next snapshot retries): {1}",
+                    df.Criteria.MaxSequenceNr, df.Cause.Message);
+                break;
+            case DeleteSnapshotsSuccess:
                 break;
             case StopLedger:
                 StartHandOver();
@@ -387,9 +393,13 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     /// </summary>
     private void OnSnapshotSaved(long sequenceNr)
     {
-        if (_latestSnapshotSequenceNr > 0 && _latestSnapshotSequenceNr < sequenceNr)
-            DeleteSnapshots(new SnapshotSelectionCriteria(_latestSnapshotSequenceNr - 1));
-        _latestSnapshotSequenceNr = Math.Max(_latestSnapshotSequenceNr, sequenceNr);
+        // Saves may be confirmed out of order: keep the two highest seen.
+        if (sequenceNr > _latestSnapshotSequenceNr)
+            (_previousSnapshotSequenceNr, _latestSnapshotSequenceNr) = (_latestSnapshotSequenceNr, sequenceNr);
+        else if (sequenceNr > _previousSnapshotSequenceNr)
+            _previousSnapshotSequenceNr = sequenceNr;
+        if (_previousSnapshotSequenceNr > 0)
+            DeleteSnapshots(new SnapshotSelectionCriteria(_previousSnapshotSequenceNr - 1));
         _corruptSnapshots.SnapshotSaved(sequenceNr);
     }
 
