@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Coordinator.Cluster.Configuration;
 using Microsoft.Data.Sqlite;
 using Npgsql;
@@ -9,6 +10,47 @@ public interface IJournalTarget : IDisposable
 {
     JournalProvider Provider { get; }
     string ConnectionString { get; }
+
+    /// <summary>An open connection to the journal database, for specs that read or damage its tables directly.</summary>
+    DbConnection Open();
+}
+
+public static class JournalTargetSql
+{
+    public static async Task<int> ExecuteAsync(this IJournalTarget journal, string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var conn = journal.Open();
+        await using var cmd = Command(conn, sql, parameters);
+        return await cmd.ExecuteNonQueryAsync();
+    }
+
+    public static async Task<long> ScalarAsync(this IJournalTarget journal, string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var conn = journal.Open();
+        await using var cmd = Command(conn, sql, parameters);
+        return await cmd.ExecuteScalarAsync() is { } v and not DBNull ? Convert.ToInt64(v) : 0;
+    }
+
+    public static async Task<byte[]> BytesAsync(this IJournalTarget journal, string sql, params (string Name, object Value)[] parameters)
+    {
+        await using var conn = journal.Open();
+        await using var cmd = Command(conn, sql, parameters);
+        return (byte[])(await cmd.ExecuteScalarAsync())!;
+    }
+
+    private static DbCommand Command(DbConnection conn, string sql, (string Name, object Value)[] parameters)
+    {
+        var cmd = conn.CreateCommand();
+        cmd.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            var p = cmd.CreateParameter();
+            p.ParameterName = name;
+            p.Value = value;
+            cmd.Parameters.Add(p);
+        }
+        return cmd;
+    }
 }
 
 public sealed class SqliteJournal : IJournalTarget
@@ -20,6 +62,13 @@ public sealed class SqliteJournal : IJournalTarget
     public JournalProvider Provider => JournalProvider.Sqlite;
     public string ConnectionString => $"Data Source={Path.Combine(_dir, "ledger.db")}";
     public string Directory_ => _dir;
+
+    public DbConnection Open()
+    {
+        var conn = new SqliteConnection(ConnectionString);
+        conn.Open();
+        return conn;
+    }
 
     public void Dispose()
     {
@@ -53,6 +102,13 @@ public sealed class PostgresJournal : IJournalTarget
 
     public JournalProvider Provider => JournalProvider.PostgreSql;
     public string ConnectionString { get; }
+
+    public DbConnection Open()
+    {
+        var conn = new NpgsqlConnection(ConnectionString);
+        conn.Open();
+        return conn;
+    }
 
     public void Dispose()
     {

@@ -104,6 +104,40 @@ public sealed class RecordedJournalSpecs : IDisposable
         Assert.Equal(expectedClaimed, volumes.Volumes.Single().ReservedBytes);
     }
 
+    /// <summary>
+    /// The recorded journal's only snapshot (at 80) made unreadable: with no snapshot before it, the ledger recovers
+    /// from the events alone and serves the recorded state.
+    /// </summary>
+    [Fact]
+    public async Task A_corrupt_only_snapshot_of_the_recorded_journal_falls_back_to_its_events()
+    {
+        await using (var conn = new SqliteConnection(ConnectionString))
+        {
+            conn.Open();
+            var cmd = conn.CreateCommand();
+            cmd.CommandText = "UPDATE snapshot SET snapshot = substr(snapshot, 1, 100) WHERE persistence_id = 'csv-ledger'";
+            Assert.Equal(1, await cmd.ExecuteNonQueryAsync());
+        }
+        var expected = JsonNode.Parse(await File.ReadAllTextAsync(FixturePath(Fixture + ".state.json")))!;
+        var system = NewSystem();
+        var settings = new LedgerSettings("hv-replay",
+            [new ResolvedVolume("Volume1", "/tmp/fixrec/cluster/csv/Volume1", 536870912000, 0, false)],
+            QuotaPolicy.Shared, _ => 1.0, 1000, TimeSpan.FromHours(1), LedgerActorSpecs.Images());
+        var ledger = system.ActorOf(LedgerActor.SupervisedProps(settings), "ledger");
+        LeaderReply? leader = null;
+        for (var attempt = 0; leader is null && attempt < 10; attempt++)
+            try { leader = await ledger.Ask<LeaderReply>(GetLeader.Instance, TimeSpan.FromSeconds(2)); }
+            catch (AskTimeoutException) { } // the incarnation that met the corrupt snapshot stopped
+        Assert.NotNull(leader);
+        Assert.Equal(0, leader.Recovery!.SnapshotSequenceNr);
+        Assert.Equal(82, leader.Recovery.EventsReplayed);
+        Assert.Equal(expected["epoch"]!.GetValue<long>() + 1, leader.Epoch);
+        var reservations = await ledger.Ask<ReservationsReply>(new GetReservations("Volume1"), TimeSpan.FromSeconds(30));
+        var expectedConsumers = expected["volumes"]![0]!["reservations"]!.AsArray()
+            .Select(r => r!["consumerId"]!.GetValue<string>()).Order(StringComparer.Ordinal);
+        Assert.Equal(expectedConsumers, reservations.Reservations.Select(r => r.ConsumerId).Order(StringComparer.Ordinal));
+    }
+
     private static string FindTestProjectDir()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)

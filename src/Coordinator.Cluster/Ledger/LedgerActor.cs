@@ -41,6 +41,14 @@ public sealed record ResolvedVolume(string Name, string Path, long CapacityBytes
 /// The cluster singleton that owns CSV accounting. It wraps <see cref="CsvLedger"/> and adds what the domain type must
 /// not know: persistence, batching, membership and scanning.
 /// <para>
+/// Its life, one behaviour at a time: <b>Recovering</b> (snapshot and events; Akka holds commands back), then
+/// <b>StartingEpoch</b> (the new epoch is persisted before anything is served), then <b>Serving</b>; from there
+/// <b>HandingOver</b> (StopLedger: answer nothing new, stop once the write in flight is confirmed). Instead of serving,
+/// recovery may end in <b>StandingDown</b> (a write on this node failed moments ago: serve nothing, then recover again)
+/// or <b>Refused</b> (the journal holds a type this version does not know: answer every request with the reason,
+/// write nothing, never retry).
+/// </para>
+/// <para>
 /// Batching: a command is decided against the state that already includes every earlier decision, its events are
 /// applied at once and queued; while one write is in flight, everything that arrives goes into the next single write.
 /// A reply is released only after the write holding every event it reflects has been persisted, so nothing is
@@ -58,31 +66,26 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 
     private CsvLedger _ledger = new();
 
-    private readonly List<LedgerEvent> _pendingEvents = [];
-    private List<(IActorRef To, object Reply)> _pendingReplies = [];
-    private List<(IActorRef To, object Reply)>? _inFlightReplies; // null: no write in flight
+    // Group commit: the next batch and the batch in flight, with the replies each holds back.
+    private readonly ReplyBatch _batch = new();
+    private long _decidedThrough; // journal sequence number of the last event applied to _ledger (written or not)
     private long _eventsSinceSnapshot;
     private long _expiredDropped;
-    private long _appliedThrough; // sequence number of the last event (or snapshot) applied during recovery
+    // The newest snapshot known to be readable and the one before it (0: none): both are kept, older ones deleted.
+    private long _latestSnapshotSequenceNr;
+    private long _previousSnapshotSequenceNr;
 
     // The stale-leader guard: answers without a write come from memory only within the lease of the last confirmed
     // write, else behind a barrier write; after a failed write on this node a new incarnation first stands down.
     private readonly LeaderReadLease _lease;
     private readonly LedgerWriteFailures _writeFailures = LedgerWriteFailures.Get(Context.System);
-    private bool _standingDown;
-    private bool _stopping; // StopLedger received: answer nothing new, stop once the write in flight is confirmed
     private long _barriers;
 
-    // Recovery figures of this incarnation, reported by /v1/leader (recovery time bounds failover time).
-    private readonly long _recoveryStarted = System.Diagnostics.Stopwatch.GetTimestamp();
-    // Where recovery time goes besides I/O: GC pauses and JIT compilation (logged with the recovery figures).
-    private readonly TimeSpan _gcPauseAtStart = GC.GetTotalPauseDuration();
-    private readonly int _gen2AtStart = GC.CollectionCount(2);
-    private readonly TimeSpan _jitAtStart = System.Runtime.JitInfo.GetCompilationTime();
-    private long _snapshotSequenceNr;
-    private long _eventsReplayed;
-    private double _snapshotLoadedMs;
-    private LedgerRecovery? _recovery;
+    // What the ledger does once its last write is confirmed and nothing is pending: nothing while serving, stop while
+    // handing over. Both delegates are made once, so the hot path allocates nothing for this.
+    private readonly Action _keepServing = static () => { };
+    private readonly Action _stopSelf;
+    private Action _whenDrained;
 
     // Membership: Akka address -> Hyper-V node name, for members that are Up.
     private readonly Dictionary<Address, string> _liveNodes = new();
@@ -94,6 +97,8 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     {
         _settings = settings;
         _lease = new LeaderReadLease(settings.ReadLease);
+        _stopSelf = () => Context.Stop(Self);
+        _whenDrained = _keepServing;
     }
 
     private static ClockReading Now() => new(System.Diagnostics.Stopwatch.GetElapsedTime(0), DateTimeOffset.UtcNow);
@@ -127,103 +132,23 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         base.PostStop();
     }
 
-    // ---------------------------------------------------------------- recovery
+    // ---------------------------------------------------------------- behaviours
 
-    protected override void OnRecover(object message)
+    /// <summary>
+    /// Recovering and StartingEpoch: Akka.Persistence holds every command back until recovery is done and the epoch's
+    /// Persist is confirmed, so nothing is expected here; should anything arrive, it waits for Serving.
+    /// </summary>
+    protected override void OnCommand(object message) => Stash.Stash();
+
+    /// <summary>The epoch is durable: serve, starting with whatever waited.</summary>
+    private void BecomeServing()
     {
-        switch (message)
-        {
-            case SnapshotOffer { Snapshot: LedgerSnapshot s } offer:
-                _ledger = CsvLedger.FromSnapshot(s);
-                _snapshotSequenceNr = offer.Metadata.SequenceNr;
-                _appliedThrough = offer.Metadata.SequenceNr;
-                _snapshotLoadedMs = System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds;
-                break;
-            case LedgerEvent e:
-                _ledger.Apply(e);
-                _appliedThrough = LastSequenceNr;
-                _eventsSinceSnapshot++;
-                _eventsReplayed++;
-                break;
-            case RecoveryCompleted when LastSequenceNr != _appliedThrough:
-                // The journal holds events this state does not (skipped by a replay filter, or written while we
-                // read): writing on top would fork the ledger. Stop; the supervisor recovers again after a backoff.
-                _log.Error("Recovery applied events through {0} but the journal's highest sequence number is {1}; not serving from this state, recovering again",
-                    _appliedThrough, LastSequenceNr);
-                Context.Stop(Self);
-                break;
-            case RecoveryCompleted when _writeFailures.SinceLastFailure() is { } since && since < _settings.WaitAfterWriteFailure:
-            {
-                // Most likely this node was a leader whose write a newer leader's events refused: it was paused or cut
-                // off, was downed meanwhile, and is about to learn it. Writing a new epoch now would take the journal
-                // back from the real leader (and fence it in turn), so serve nothing, then recover again.
-                var wait = _settings.WaitAfterWriteFailure - since;
-                _log.Warning("A ledger write on this node failed {0:0} ms ago (the journal was unavailable, or a newer leader wrote); " +
-                             "serving nothing for {1:0} ms, then recovering again", since.TotalMilliseconds, wait.TotalMilliseconds);
-                _standingDown = true;
-                Timers.StartSingleTimer("stand-down", StandDownOver.Instance, wait);
-                break;
-            }
-            case RecoveryCompleted:
-                _recovery = new LedgerRecovery(_snapshotSequenceNr, _eventsReplayed,
-                    System.Diagnostics.Stopwatch.GetElapsedTime(_recoveryStarted).TotalMilliseconds, _snapshotLoadedMs);
-                _log.Info("Ledger recovered in {0:0} ms: snapshot at sequence number {1} loaded after {2:0} ms, then {3} event(s) replayed " +
-                          "(meanwhile in this process: GC pauses {4:0} ms, {5} full collections, JIT {6:0} ms)",
-                    new object[]
-                    {
-                        _recovery.DurationMs, _snapshotSequenceNr, _snapshotLoadedMs, _eventsReplayed,
-                        (GC.GetTotalPauseDuration() - _gcPauseAtStart).TotalMilliseconds, GC.CollectionCount(2) - _gen2AtStart,
-                        (System.Runtime.JitInfo.GetCompilationTime() - _jitAtStart).TotalMilliseconds,
-                    });
-                StartIncarnation();
-                break;
-        }
+        Become(Serving);
+        Stash.UnstashAll();
     }
 
-    /// <summary>A new epoch and the configured volumes, persisted before the first command is served.</summary>
-    private void StartIncarnation()
+    private void Serving(object message)
     {
-        var now = DateTimeOffset.UtcNow;
-        var events = new List<LedgerEvent> { _ledger.NextEpoch(_settings.NodeName, now) };
-        foreach (var v in _settings.Volumes)
-            events.AddRange(_ledger.Configure(v.Name, v.Path, v.CapacityBytes, v.HeadroomBytes));
-        // Holders kept fetching while no leader answered their renewals: their leases start a fresh TTL.
-        events.AddRange(_ledger.RefreshLeases(_settings.Images.LeaseTtl, now));
-        foreach (var e in events) _ledger.Apply(e);
-        _eventsSinceSnapshot += events.Count;
-
-        // Persist (not PersistAsync): Akka stashes commands until the epoch is durable.
-        var remaining = events.Count;
-        var issuedAt = Now();
-        PersistAll(events, _ =>
-        {
-            if (--remaining > 0) return;
-            _lease.Confirmed(issuedAt);
-            _log.Info("Ledger epoch {0} started on {1} with {2} volume(s)", _ledger.Epoch, _settings.NodeName,
-                _ledger.VolumeNames.Count());
-            Timers.StartPeriodicTimer("rescan", RescanTick.Instance, TimeSpan.FromMilliseconds(100), _settings.RescanInterval);
-            Timers.StartPeriodicTimer("lease-sweep", LeaseSweepTick.Instance, _settings.Images.SweepInterval);
-            Timers.StartPeriodicTimer("eviction", EvictionTick.Instance, _settings.Images.EvictionInterval);
-        });
-    }
-
-    // ---------------------------------------------------------------- commands
-
-    protected override void OnCommand(object message)
-    {
-        if (_standingDown)
-        {
-            // Requests go unanswered: their nodes answer 503 at the deadline and clients retry.
-            if (message is StandDownOver or StopLedger) Context.Stop(Self);
-            return;
-        }
-        if (message is StopLedger || _stopping)
-        {
-            // Handing over: new requests go unanswered (503, then the client retries at the next leader).
-            _stopping = true;
-            if (_inFlightReplies is null && _pendingEvents.Count == 0) Context.Stop(Self);
-            return;
-        }
         if (message is ExpiringRequest expiring)
         {
             var late = DateTimeOffset.UtcNow - expiring.Deadline;
@@ -270,6 +195,11 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
                 ReplyTo(Sender, fenced: false, new LeaderReply(_ledger.Epoch, _settings.NodeName, _cluster.SelfAddress.ToString(),
                     _ledger.EpochStartedAt ?? DateTimeOffset.UtcNow, _recovery));
                 break;
+            case BackupLedger:
+                // The state with every decision so far, named by the sequence number of the last event it reflects;
+                // released like any reply, once that event is durable.
+                Reply(new LedgerBackupReply(_ledger.Epoch, _decidedThrough, DateTimeOffset.UtcNow, _ledger.ToSnapshot()));
+                break;
             case RescanVolume r:
                 if (!_ledger.HasVolume(r.Volume)) Reply(new VolumeReply(_ledger.Epoch, null, $"unknown volume '{r.Volume}'"));
                 else StartScan(r.Volume, Sender);
@@ -294,20 +224,73 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             case ClusterEvent.IMemberEvent:
                 break;
             case SaveSnapshotSuccess ok:
-                // Older snapshots are no longer needed; the journal keeps every event for audit.
-                DeleteSnapshots(new SnapshotSelectionCriteria(ok.Metadata.SequenceNr - 1));
+                OnSnapshotSaved(ok.Metadata.SequenceNr);
                 break;
             case SaveSnapshotFailure f:
                 _log.Warning("Snapshot failed (recovery stays correct, only slower): {0}", f.Cause.Message);
                 break;
-            case DeleteSnapshotsSuccess or DeleteSnapshotsFailure:
+            case DeleteSnapshotsFailure df:
+                _log.Warning("Deleting snapshots up to sequence number {0} failed (they stay; the next snapshot retries): {1}",
+                    df.Criteria.MaxSequenceNr, df.Cause.Message);
                 break;
+            case DeleteSnapshotsSuccess:
+                break;
+            case StopLedger:
+                StartHandOver();
+                return;
             default:
                 if (!HandleImageMessage(message) && !HandleVmMessage(message)) Unhandled(message);
                 break;
         }
-        if (_feedWatchers.Count > 0 && (_pendingEvents.Count > 0 || message is LeaseSweepTick)) ServeFeedWatchers(DateTimeOffset.UtcNow);
-        if (_inFlightReplies is null && _pendingEvents.Count > 0) Flush();
+        if (_feedWatchers.Count > 0 && (_batch.HasPending || message is LeaseSweepTick)) ServeFeedWatchers(DateTimeOffset.UtcNow);
+        if (!_batch.InFlight && _batch.HasPending) Flush();
+    }
+
+    /// <summary>
+    /// StopLedger, the singleton's termination message at a hand-over: everything decided so far is written and
+    /// answered, then the ledger stops, so no write of this ledger can land after the next one has read the journal.
+    /// </summary>
+    private void StartHandOver()
+    {
+        if (_batch.IsIdle)
+        {
+            Context.Stop(Self);
+            return;
+        }
+        _whenDrained = _stopSelf;
+        Become(HandingOver);
+    }
+
+    /// <summary>New requests go unanswered (503, then the client retries at the next leader).</summary>
+    private void HandingOver(object message)
+    {
+    }
+
+    /// <summary>Requests go unanswered: their nodes answer 503 at the deadline and clients retry.</summary>
+    private void StandingDown(object message)
+    {
+        if (message is StandDownOver or StopLedger) Context.Stop(Self);
+    }
+
+    /// <summary>
+    /// A factory for the Refused behaviour: every request is answered with the reason recovery stopped, nothing is
+    /// written, and the ledger stays so (no restart loop) until this node is upgraded or the journal restored.
+    /// </summary>
+    private UntypedReceive Refused(string reason)
+    {
+        var refusal = new LedgerRefused(reason);
+        return message =>
+        {
+            switch (message)
+            {
+                case ILedgerRequest or ExpiringRequest:
+                    Sender.Tell(refusal, Self);
+                    break;
+                case StopLedger:
+                    Context.Stop(Self);
+                    break;
+            }
+        };
     }
 
     /// <summary>
@@ -337,7 +320,8 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         foreach (var e in events)
         {
             _ledger.Apply(e);
-            _pendingEvents.Add(e);
+            _batch.AddEvent(e);
+            _decidedThrough++;
         }
     }
 
@@ -352,10 +336,8 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 
     private void ReplyTo(IActorRef to, bool fenced, object reply)
     {
-        if (fenced && _pendingEvents.Count == 0 && !_lease.Holds(Now())) EmitBarrier();
-        if (_pendingEvents.Count > 0) _pendingReplies.Add((to, reply));
-        else if (_inFlightReplies is not null) _inFlightReplies.Add((to, reply));
-        else to.Tell(reply, Self);
+        if (fenced && !_batch.HasPending && !_lease.Holds(Now())) EmitBarrier();
+        if (!_batch.TryHold(to, reply)) to.Tell(reply, Self);
     }
 
     private void EmitBarrier()
@@ -367,11 +349,8 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
 
     private void Flush()
     {
-        var events = _pendingEvents.ToArray();
+        var events = _batch.StartWrite();
         var issuedAt = Now();
-        _pendingEvents.Clear();
-        _inFlightReplies = _pendingReplies;
-        _pendingReplies = [];
         // One atomic write for the whole batch; the deferred handler runs after the journal has answered it. Replies
         // are released only if the journal confirmed every event: the journal answers a deferral even after a failed
         // write (Akka normally stops us first), and a ledger whose write a newer ledger refused must never acknowledge.
@@ -393,21 +372,35 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private void OnBatchPersisted(int count, ClockReading issuedAt)
     {
         _lease.Confirmed(issuedAt);
-        var replies = _inFlightReplies!;
-        _inFlightReplies = null;
-        foreach (var (to, reply) in replies) to.Tell(reply, Self);
+        _batch.Release(Self);
 
         _eventsSinceSnapshot += count;
         // At least snapshot-every events apart, and an eighth of the ledger's entries: a snapshot costs time in
         // proportion to the entries, so this keeps it a constant cost per write, and recovery replays at most that many.
-        if (_eventsSinceSnapshot >= Math.Max(_settings.SnapshotEvery, _ledger.EntryCount / 8) && _pendingEvents.Count == 0)
+        if (_eventsSinceSnapshot >= Math.Max(_settings.SnapshotEvery, _ledger.EntryCount / 8) && !_batch.HasPending)
         {
             // Only when no decision is outstanding: a snapshot must never contain unpersisted state.
             SaveSnapshot(_ledger.ToSnapshot());
             _eventsSinceSnapshot = 0;
         }
-        if (_pendingEvents.Count > 0) Flush();
-        else if (_stopping) Context.Stop(Self);
+        if (_batch.HasPending) Flush();
+        else _whenDrained();
+    }
+
+    /// <summary>
+    /// Keeps the snapshot before the new one (should the new one turn out unreadable, recovery falls back to it) and
+    /// deletes the older ones; the journal keeps every event for audit.
+    /// </summary>
+    private void OnSnapshotSaved(long sequenceNr)
+    {
+        // Saves may be confirmed out of order: keep the two highest seen.
+        if (sequenceNr > _latestSnapshotSequenceNr)
+            (_previousSnapshotSequenceNr, _latestSnapshotSequenceNr) = (_latestSnapshotSequenceNr, sequenceNr);
+        else if (sequenceNr > _previousSnapshotSequenceNr)
+            _previousSnapshotSequenceNr = sequenceNr;
+        if (_previousSnapshotSequenceNr > 0)
+            DeleteSnapshots(new SnapshotSelectionCriteria(_previousSnapshotSequenceNr - 1));
+        _corruptSnapshots.SnapshotSaved(sequenceNr);
     }
 
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
@@ -427,52 +420,8 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         base.OnPersistFailure(cause, @event, sequenceNr);
     }
 
-    protected override void OnRecoveryFailure(Exception reason, object? message = null)
-    {
-        _log.Error(reason, "Ledger recovery failed; retrying with backoff");
-        base.OnRecoveryFailure(reason, message);
-    }
-
-    // ---------------------------------------------------------------- scanning
-
-    private void StartScan(string volume, IActorRef? requester)
-    {
-        if (_scans.TryGetValue(volume, out var waiters))
-        {
-            if (requester is not null) waiters.Add(requester);
-            return;
-        }
-        _scans[volume] = requester is null ? [] : [requester];
-        var settings = _settings.Volumes.FirstOrDefault(v => v.Name == volume);
-        var root = _ledger.View(volume)!.Path;
-        var fsTotals = settings?.UseFileSystemTotals ?? false;
-        var dirs = _ledger.MeasuredDirectories(volume);
-        // The walk runs on the thread pool; its result comes back as a message.
-        Task.Run(() => VolumeMeasurer.Measure(root, fsTotals, dirs)).PipeTo(Self,
-            success: u => new ScanCompleted(volume, u, null),
-            failure: ex => new ScanCompleted(volume, null, ex.GetBaseException().Message));
-    }
-
-    private void OnScanCompleted(ScanCompleted s)
-    {
-        _scans.Remove(s.Volume, out var waiters);
-        if (s.Usage is null)
-            _log.Warning("Scan of {0} failed: {1}", s.Volume, s.Error);
-        else
-            Emit(_ledger.Measure(s.Volume, s.Usage.UsedBytes, s.Usage.ConsumerUsage, DateTimeOffset.UtcNow));
-        foreach (var w in waiters ?? [])
-            ReplyTo(w, new VolumeReply(_ledger.Epoch, _ledger.View(s.Volume), s.Error));
-    }
-
     private sealed record StandDownOver
     {
         public static readonly StandDownOver Instance = new();
     }
-
-    private sealed record RescanTick
-    {
-        public static readonly RescanTick Instance = new();
-    }
-
-    private sealed record ScanCompleted(string Volume, VolumeUsage? Usage, string? Error);
 }

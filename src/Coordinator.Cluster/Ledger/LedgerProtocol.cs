@@ -76,3 +76,10 @@ public sealed record StopLedger
 {
     public static readonly StopLedger Instance = new();
 }
+
+/// <summary>
+/// The answer to every request of a ledger whose recovery stopped on what this version cannot read (an event or
+/// snapshot type written by a newer version). It writes nothing and does not retry; the service answers 503 with
+/// <paramref name="Reason"/>, which says what to do (upgrade this node, or restore a backup).
+/// </summary>
+public sealed record LedgerRefused(string Reason) : ICoordinatorMessage;

@@ -45,7 +45,24 @@ public sealed class CoordinatorSerializer(ExtendedActorSystem system) : Serializ
             return new ExpiringRequest(wire.Request.Deserialize(inner, Options) as ILedgerRequest
                                        ?? throw new SerializationException($"{manifest} does not carry a ledger request"), wire.Deadline);
         }
-        return JsonSerializer.Deserialize(bytes, Resolve(manifest), Options) ?? throw new SerializationException($"null payload for {manifest}");
+        // A type this version does not know was written by a newer one: a marker, so recovery can refuse with a clear
+        // error instead of failing (and being retried) forever.
+        if (!ByManifest.TryGetValue(manifest, out var type)) return new UnknownJournalEntry(manifest);
+        if (type == typeof(LedgerSnapshot))
+        {
+            // A snapshot is only a shortcut (the journal keeps every event): a corrupt one is skipped, not fatal.
+            try
+            {
+                return JsonSerializer.Deserialize<LedgerSnapshot>(bytes, Options) is { Volumes: not null } snapshot
+                    ? snapshot
+                    : new CorruptSnapshot("the snapshot is empty (no volumes list)");
+            }
+            catch (Exception ex) when (ex is JsonException or NotSupportedException or ArgumentException)
+            {
+                return new CorruptSnapshot(ex.Message);
+            }
+        }
+        return JsonSerializer.Deserialize(bytes, type, Options) ?? throw new SerializationException($"null payload for {manifest}");
     }
 
     private static Type Resolve(string manifest) =>
