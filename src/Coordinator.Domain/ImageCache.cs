@@ -19,7 +19,7 @@ public sealed record LeaseOutcome(LeaseStatus Status, CachedImage? Cached, Image
 public enum LeaseActionStatus { Done, Stale, NotFound, Invalid, InsufficientSpace }
 
 /// <summary>Answer to renew/complete/abort. Stale: the lease is not (or no longer) the one named with that token.</summary>
-public sealed record LeaseActionOutcome(LeaseActionStatus Status, ImageLease? Lease, CachedImage? Cached, string? Error = null);
+public sealed record LeaseActionOutcome(LeaseActionStatus Status, ImageLease? Lease, CachedImage? Cached, string? Error = null, long FreeBytes = 0);
 
 /// <summary>
 /// The image-fetch lock and the image cache, in the same ledger as the volumes (one journal, one authority).
@@ -112,7 +112,7 @@ public sealed class ImageCache
         if (!fit.Fits)
             return new(new LeaseActionOutcome(LeaseActionStatus.InsufficientSpace, lease, null,
                 $"image {lease.ImageId} is {ByteSize.Format(sizeBytes)}, {ByteSize.Format(fit.Growth)} more than its grant of " +
-                $"{ByteSize.Format(lease.SizeBytes)}, and {lease.Volume} has {ByteSize.Format(fit.FreeBefore)} free"), []);
+                $"{ByteSize.Format(lease.SizeBytes)}, and {lease.Volume} has {ByteSize.Format(fit.FreeBefore)} free", fit.FreeBefore), []);
         var done = new ImageCached(lease.ImageId, lease.LeaseId, sizeBytes, checksum.ToLowerInvariant(), now);
         var entry = new CachedImage(lease.ImageId, lease.Volume, lease.File, sizeBytes, done.Checksum, now, now);
         return new(new LeaseActionOutcome(LeaseActionStatus.Done, null, entry), [done]);

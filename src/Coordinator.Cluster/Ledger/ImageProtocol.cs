@@ -31,7 +31,7 @@ public sealed record LeaseView(string ImageId, string LeaseId, string Holder, lo
 public sealed record LeaseReply(long Epoch, LeaseStatus Status, ImageEntryView? Cached, LeaseView? Lease, int RetryAfterMs,
     long FreeBytes, string? Error) : ICoordinatorMessage;
 
-public sealed record LeaseActionReply(long Epoch, LeaseActionStatus Status, LeaseView? Lease, ImageEntryView? Cached, string? Error)
+public sealed record LeaseActionReply(long Epoch, LeaseActionStatus Status, LeaseView? Lease, ImageEntryView? Cached, string? Error, long FreeBytes = 0)
     : ICoordinatorMessage;
 
 /// <summary>State: cached, leased (a holder is fetching), absent (nobody holds it: the caller may take the lease).</summary>

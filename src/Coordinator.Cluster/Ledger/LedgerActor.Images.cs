@@ -224,7 +224,7 @@ public sealed partial class LedgerActor
     }
 
     private LeaseActionReply ActionReply(LeaseActionOutcome o) =>
-        new(_ledger.Epoch, o.Status, o.Lease is null ? null : LeaseViewOf(o.Lease), o.Cached is null ? null : EntryView(o.Cached), o.Error);
+        new(_ledger.Epoch, o.Status, o.Lease is null ? null : LeaseViewOf(o.Lease), o.Cached is null ? null : EntryView(o.Cached), o.Error, o.FreeBytes);
 
     private ImageEntryView EntryView(CachedImage c) =>
         new(c.ImageId, c.Volume, Absolute(c.Volume, c.File), c.SizeBytes, c.Checksum, c.CachedAt, c.LastUsedAt, _ledger.UsersOf(c.ImageId));

@@ -32,10 +32,13 @@ public sealed partial class LedgerActor
                 Reply(new PlaceReply(_ledger.Epoch, d.Outcome));
                 return true;
             }
-            case AdoptVm a:
-                Emit(_ledger.AdoptVm(a.Request, a.Reason, now));
-                Reply(new VmAck(_ledger.Epoch, _ledger.FindVm(a.Request.Name)));
+            case AcceptArrival a:
+            {
+                var d = _ledger.Arrive(a.Request, now);
+                Emit(d.Events);
+                Reply(new PlaceReply(_ledger.Epoch, d.Outcome));
                 return true;
+            }
             case SetVmPhase ph:
                 Emit(_ledger.SetVmPhase(ph.Name, ph.Phase, now));
                 Reply(new VmAck(_ledger.Epoch, _ledger.FindVm(ph.Name)));

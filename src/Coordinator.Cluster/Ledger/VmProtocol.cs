@@ -9,7 +9,11 @@ public sealed record HostedVm(string Name, int MemoryMb, int Vcpus, string? Disk
 
 public sealed record PlaceVm(PlaceVmRequest Request) : ILedgerRequest;
 
-public sealed record AdoptVm(PlaceVmRequest Request, string Reason) : ILedgerRequest;
+/// <summary>
+/// Another cluster announces a VM migrated to this node: claimed (or refused, answered with a <see cref="PlaceReply"/>)
+/// before the node creates any file for it.
+/// </summary>
+public sealed record AcceptArrival(PlaceVmRequest Request) : ILedgerRequest;
 
 public sealed record SetVmPhase(string Name, VmPhase Phase) : ILedgerRequest;
 

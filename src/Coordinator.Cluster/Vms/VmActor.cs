@@ -48,18 +48,8 @@ public sealed class VmActor : ReceiveActor
                 return VmOpReply.Done(200, o.Vm); // the same spawn again: idempotent
             case PlaceStatus.Unchanged:
                 return VmOpReply.Fail(409, "operation-in-progress", $"'{m.Name}' is still being spawned");
-            case PlaceStatus.InsufficientMemory:
-                return VmOpReply.Fail(409, "insufficient-memory", o.Error!);
-            case PlaceStatus.InsufficientSpace:
-                return VmOpReply.Fail(409, "insufficient-space", o.Error!);
-            case PlaceStatus.AlreadyExists:
-                return VmOpReply.Fail(409, "vm-exists", o.Error!);
-            case PlaceStatus.UnknownVolume:
-                return VmOpReply.Fail(404, "not-found", o.Error!);
-            case PlaceStatus.NodeUnavailable:
-                return VmOpReply.Fail(409, "node-unavailable", o.Error!);
             default:
-                return VmOpReply.Fail(400, "invalid-request", o.Error ?? "invalid");
+                return Refused(o);
         }
 
         // Every host step records what it created; a failure undoes exactly those (never a folder or disk that was
@@ -171,23 +161,47 @@ public sealed class VmActor : ReceiveActor
 
     private async Task<VmOpReply> Arrive(ArriveVm m)
     {
-        var vm = await _host.GetVmAsync(m.Name, CancellationToken.None);
-        if (vm is null)
+        // A request like any claim: the ledger takes (or refuses) the disk before this node creates a file for it.
+        var accepted = await Ledger<PlaceReply>(new AcceptArrival(
+            new PlaceVmRequest(m.Name, _settings.NodeName, m.MemoryMb, m.Vcpus, m.Volume, m.DiskBytes, m.ImageId)));
+        var o = accepted.Outcome;
+        if (o.Status is not (PlaceStatus.Placed or PlaceStatus.Unchanged)) return Refused(o);
+        try
         {
-            // The VM's files came with it but this host has no definition yet (the simulator, or an import): define it.
-            var folder = Folder(m.Volume, m.Name);
-            var disk = Path.Combine(folder, m.Name + ".vhdx");
-            await IgnoreExisting(() => _host.CreateFolderAsync(folder, CancellationToken.None));
-            await IgnoreExisting(() => _host.CreateDiskAsync(disk, null, DiskKind.Differencing, m.DiskBytes, CancellationToken.None));
-            await _host.DefineVmAsync(new VmDefinition(m.Name, m.MemoryMb, m.Vcpus, disk), CancellationToken.None);
+            var vm = await _host.GetVmAsync(m.Name, CancellationToken.None);
+            if (vm is null)
+            {
+                // The VM's files came with it but this host has no definition yet (the simulator, or an import): define it.
+                var folder = Folder(m.Volume, m.Name);
+                var disk = Path.Combine(folder, m.Name + ".vhdx");
+                await IgnoreExisting(() => _host.CreateFolderAsync(folder, CancellationToken.None));
+                await IgnoreExisting(() => _host.CreateDiskAsync(disk, null, DiskKind.Differencing, m.DiskBytes, CancellationToken.None));
+                await _host.DefineVmAsync(new VmDefinition(m.Name, m.MemoryMb, m.Vcpus, disk), CancellationToken.None);
+            }
+            // Blueprint: an instance that arrives from outside the cluster is clustered on arrival.
+            var roles = await _cluster.ListVmRolesAsync(CancellationToken.None);
+            if (roles.All(r => !FileNames.Comparer.Equals(r.VmName, m.Name))) await _cluster.AddVmRoleAsync(m.Name, CancellationToken.None);
+            await _host.StartVmAsync(m.Name, CancellationToken.None);
         }
-        // Blueprint: an instance that arrives from outside the cluster is clustered on arrival.
-        var roles = await _cluster.ListVmRolesAsync(CancellationToken.None);
-        if (roles.All(r => r.VmName != m.Name)) await _cluster.AddVmRoleAsync(m.Name, CancellationToken.None);
-        await _host.StartVmAsync(m.Name, CancellationToken.None);
-        var ack = await Ledger<VmAck>(new AdoptVm(new PlaceVmRequest(m.Name, _settings.NodeName, m.MemoryMb, m.Vcpus, m.Volume, m.DiskBytes, m.ImageId), "arrival"));
-        return VmOpReply.Done(201, ack.Vm);
+        catch (Exception) when (o.Status == PlaceStatus.Placed)
+        {
+            // This announcement's claim only: the sender keeps (or re-clusters) the VM on its side and may retry.
+            await Ledger<VmAck>(new RemoveVm(m.Name, "arrival-failed"));
+            throw;
+        }
+        return VmOpReply.Done(o.Status == PlaceStatus.Placed ? 201 : 200, o.Vm);
     }
+
+    /// <summary>A placement the ledger refused, as the answer of a VM operation (nothing was created on the host).</summary>
+    private static VmOpReply Refused(PlaceOutcome o) => o.Status switch
+    {
+        PlaceStatus.InsufficientMemory => VmOpReply.Fail(409, "insufficient-memory", o.Error!),
+        PlaceStatus.InsufficientSpace => VmOpReply.Fail(409, "insufficient-space", o.Error!),
+        PlaceStatus.AlreadyExists => VmOpReply.Fail(409, "vm-exists", o.Error!),
+        PlaceStatus.UnknownVolume => VmOpReply.Fail(404, "not-found", o.Error!),
+        PlaceStatus.NodeUnavailable => VmOpReply.Fail(409, "node-unavailable", o.Error!),
+        _ => VmOpReply.Fail(400, "invalid-request", o.Error ?? "invalid"),
+    };
 
     private string Folder(string volume, string name) =>
         _settings.VolumeRoots.TryGetValue(volume, out var root)

@@ -153,9 +153,8 @@ public static class ImageEndpoints
 
     private static IResult ActionProblem(LeaseActionReply r, string imageId, string leaseId, long requestedBytes = 0) => r.Status switch
     {
-        // A completion larger than its grant that does not fit (the domain's LeaseActionStatus.InsufficientSpace, with the
-        // reply's FreeBytes): once both are merged, this line goes here:
-        // LeaseActionStatus.InsufficientSpace => Problems.InsufficientSpace(r.Error ?? "the image does not fit", r.FreeBytes, requestedBytes, r.Epoch),
+        // A completion larger than its grant whose growth does not fit: the lease stays as it was (the holder may abort).
+        LeaseActionStatus.InsufficientSpace => Problems.InsufficientSpace(r.Error ?? "the image does not fit", r.FreeBytes, requestedBytes, r.Epoch),
         LeaseActionStatus.Stale => Problems.Make(409, "stale-lease", "The lease is not held with this token", r.Error ?? "stale",
             new Dictionary<string, object?> { ["currentFencingToken"] = r.Lease?.FencingToken, ["epoch"] = r.Epoch }),
         LeaseActionStatus.NotFound => Problems.NotFound(r.Error ?? $"no lease {leaseId} on image {imageId}"),

@@ -178,6 +178,10 @@ public static class LedgerEndpoints
         {
             return await next(context);
         }
+        catch (LedgerRefusedException e)
+        {
+            return Problems.LedgerRefused(e.Message);
+        }
         catch (NoLeaderException e)
         {
             return Problems.NoLeader(e.Message);

@@ -6,7 +6,13 @@ using Coordinator.Cluster.Ledger;
 namespace Coordinator.Service.Api;
 
 /// <summary>Thrown when the singleton does not answer in time: no leader, a handover, or a journal outage.</summary>
-public sealed class NoLeaderException(string message) : Exception(message);
+public class NoLeaderException(string message) : Exception(message);
+
+/// <summary>
+/// The ledger is up but refuses to serve its journal (an event or snapshot type from a newer version): 503 with the
+/// ledger's own reason, which says what to do. It does not pass by itself, unlike a leader change.
+/// </summary>
+public sealed class LedgerRefusedException(string reason) : NoLeaderException(reason);
 
 /// <summary>
 /// This node's way to the ledger singleton: asks through the proxy with a deadline, so that a 503 means the request
@@ -19,7 +25,14 @@ public sealed class LedgerGateway(IRequiredActor<CsvLedgerSingleton> proxy, Coor
         var actor = await proxy.GetAsync(ct);
         try
         {
-            return await actor.AskWithDeadline<T>(request, timeout ?? settings.AskTimeout, settings.MaxClockSkew, ct);
+            // Any request may be answered LedgerRefused (a ledger that stopped at a journal it cannot read).
+            var reply = await actor.AskWithDeadline<object>(request, timeout ?? settings.AskTimeout, settings.MaxClockSkew, ct);
+            return reply switch
+            {
+                T answer => answer,
+                LedgerRefused refused => throw new LedgerRefusedException(refused.Reason),
+                _ => throw new InvalidOperationException($"the ledger answered {request.GetType().Name} with {reply.GetType().Name}"),
+            };
         }
         catch (AskTimeoutException)
         {

@@ -16,6 +16,10 @@ public static class Problems
     public static IResult NoLeader(string detail) =>
         Make(503, "no-leader", "No ledger leader is reachable", detail, retryAfterSeconds: 1);
 
+    /// <summary>The ledger stopped at a journal entry it cannot read; the detail says what to do (upgrade or restore).</summary>
+    public static IResult LedgerRefused(string detail) =>
+        Make(503, "ledger-refused", "The ledger refuses to serve its journal", detail, retryAfterSeconds: 30);
+
     public static IResult InsufficientSpace(string detail, long freeBytes, long requestedBytes, long epoch) =>
         Make(409, "insufficient-space", "The claim does not fit on the volume", detail,
             extensions: new Dictionary<string, object?> { ["freeBytes"] = freeBytes, ["requestedBytes"] = requestedBytes, ["epoch"] = epoch });
