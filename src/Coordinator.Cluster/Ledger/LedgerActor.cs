@@ -61,6 +61,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
     private readonly List<LedgerEvent> _pendingEvents = [];
     private List<(IActorRef To, object Reply)> _pendingReplies = [];
     private List<(IActorRef To, object Reply)>? _inFlightReplies; // null: no write in flight
+    private int _inFlightEvents; // events of the write in flight (LastSequenceNr counts only confirmed ones)
     private long _eventsSinceSnapshot;
     private long _expiredDropped;
     private long _appliedThrough; // sequence number of the last event (or snapshot) applied during recovery
@@ -303,7 +304,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
             case DeleteSnapshotsSuccess or DeleteSnapshotsFailure:
                 break;
             default:
-                if (!HandleImageMessage(message) && !HandleVmMessage(message)) Unhandled(message);
+                if (!HandleImageMessage(message) && !HandleVmMessage(message) && !HandleBackupMessage(message)) Unhandled(message);
                 break;
         }
         if (_feedWatchers.Count > 0 && (_pendingEvents.Count > 0 || message is LeaseSweepTick)) ServeFeedWatchers(DateTimeOffset.UtcNow);
@@ -371,6 +372,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         var issuedAt = Now();
         _pendingEvents.Clear();
         _inFlightReplies = _pendingReplies;
+        _inFlightEvents = events.Length;
         _pendingReplies = [];
         // One atomic write for the whole batch; the deferred handler runs after the journal has answered it. Replies
         // are released only if the journal confirmed every event: the journal answers a deferral even after a failed
@@ -395,6 +397,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         _lease.Confirmed(issuedAt);
         var replies = _inFlightReplies!;
         _inFlightReplies = null;
+        _inFlightEvents = 0;
         foreach (var (to, reply) in replies) to.Tell(reply, Self);
 
         _eventsSinceSnapshot += count;
