@@ -121,6 +121,16 @@ public sealed class LocalCluster : IDisposable
 
     public int Pid(NodeInfo n) => _processes[n.Name].Id;
 
+    /// <summary>Waits for a node's process to exit by itself; its exit code, or null if it still runs after <paramref name="timeout"/>.</summary>
+    public async Task<int?> WaitForExitAsync(NodeInfo n, TimeSpan timeout)
+    {
+        var p = _processes[n.Name];
+        using var cts = new CancellationTokenSource(timeout);
+        try { await p.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { return null; }
+        return p.ExitCode;
+    }
+
     /// <summary>SIGKILL: no shutdown hooks, no leaving the cluster, sockets dropped by the kernel.</summary>
     public void Kill(NodeInfo n)
     {
