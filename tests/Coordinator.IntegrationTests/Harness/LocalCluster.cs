@@ -47,7 +47,7 @@ public sealed class LocalCluster : IDisposable
 
     public Uri Url(NodeInfo n, string path) => new($"http://{n.Placement.UrlHost}:{n.HttpPort}{path}");
 
-    private string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
+    public string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
 
     /// <summary>Adds HOCON to one node's site file (before it starts), e.g. the peers of another cluster.</summary>
     public void AppendConfig(NodeInfo n, string hocon) => File.AppendAllText(ConfigPath(n), "\n" + hocon + "\n");
