@@ -105,10 +105,12 @@ public static class JournalIdentityStore
             cmd.CommandText = sql;
             await cmd.ExecuteNonQueryAsync(ct);
         }
-        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateTable)
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.DuplicateTable
+                                              or PostgresErrorCodes.DuplicateObject)
         {
             // PostgreSQL's CREATE TABLE IF NOT EXISTS is not atomic against itself: two nodes creating the table at the
-            // same instant can see the other's half-made catalog rows. The table exists now, which is all we need.
+            // same instant collide on its catalog rows (pg_type: 42710, or 23505): the loser fails once the winner has
+            // committed, so the table exists now, which is all we need.
         }
     }
 
