@@ -15,6 +15,7 @@ public static class JournalStartup
 
     public static async Task<JournalIdentity> EnsureIdentityAsync(CoordinatorSettings settings, Serilog.ILogger log)
     {
+        log = log.ForContext(typeof(JournalStartup));
         var started = DateTime.UtcNow;
         var delay = TimeSpan.FromMilliseconds(500);
         while (true)
