@@ -1,3 +1,5 @@
+using Akka.Actor;
+using Akka.Cluster;
 using Coordinator.Cluster.Configuration;
 using Coordinator.Cluster.Journal;
 using Coordinator.Cluster.Ledger;
@@ -18,11 +20,22 @@ public static class BackupEndpoints
     public static void MapBackupApi(this IEndpointRouteBuilder app)
     {
         app.MapGet("/v1/admin/backup", async (HttpRequest request, LedgerGateway ledger, CoordinatorSettings settings,
-            JournalIdentity journal, ILoggerFactory logs, CancellationToken ct) =>
+            JournalIdentity journal, ActorSystem system, ILoggerFactory logs, CancellationToken ct) =>
         {
             if (AdminEndpoints.Authorize(request, settings.AdminToken, "admin") is { } denied) return denied;
             var timeout = settings.AskTimeout > MinimumTimeout ? settings.AskTimeout : MinimumTimeout;
-            var reply = await ledger.Ask<LedgerBackupReply>(BackupLedger.Instance, ct, timeout);
+            LedgerBackupReply reply;
+            try
+            {
+                reply = await ledger.Ask<LedgerBackupReply>(BackupLedger.Instance, ct, timeout);
+            }
+            catch (NoLeaderException e) when (SingletonHostIfElsewhere(system) is { } host)
+            {
+                // The copy travels from the singleton's node in one Akka message: one larger than the remoting frame
+                // limit is dropped there and looks like no answer. Asked on the singleton's own node it never crosses.
+                return Problems.NoLeader($"{e.Message}. The backup is taken on {host}: if the ledger is large (its copy is " +
+                                         "bigger than akka.remote.dot-netty.tcp.maximum-frame-size), ask that node's API instead");
+            }
             var bytes = LedgerBackupFile.Write(journal.ClusterId, reply);
             logs.CreateLogger("Coordinator.Admin").LogInformation(
                 "Admin: backup taken at sequence number {SequenceNr}, epoch {Epoch} ({Bytes} bytes)", reply.SequenceNr, reply.Epoch, bytes.Length);
@@ -32,5 +45,15 @@ public static class BackupEndpoints
             return Results.File(bytes, LedgerBackupFile.ContentType,
                 $"coordinator-backup-{journal.ClusterId:N}-{reply.SequenceNr}.json.gz");
         }).AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
+    }
+
+    /// <summary>The Akka address of the oldest Up member (where the ledger singleton runs) when it is not this node.</summary>
+    private static string? SingletonHostIfElsewhere(ActorSystem system)
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var up = cluster.State.Members.Where(m => m.Status == MemberStatus.Up).ToList();
+        if (up.Count == 0) return null;
+        var oldest = up.Aggregate((a, b) => a.IsOlderThan(b) ? a : b);
+        return oldest.Address.Equals(cluster.SelfAddress) ? null : oldest.Address.ToString();
     }
 }
