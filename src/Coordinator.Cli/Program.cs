@@ -3,7 +3,8 @@ using Coordinator.Cli.Commands;
 using Spectre.Console.Cli;
 
 // coordctl: the operators' command line. Exit codes: 0 success, 1 refused by the service (4xx; the problem's title and
-// detail on stderr), 2 usage error, 3 unreachable or no leader (after the retries).
+// detail on stderr), 2 usage error, 3 unreachable or no leader (after the retries); backup/restore add 4 (journal not
+// empty), 5 (backup file refused: checksum, format) and 6 (restore failed).
 using var interrupted = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
 {
@@ -47,6 +48,12 @@ app.Configure(config =>
     config.AddCommand<VmsCommand>("vms").WithDescription("VMs: where they run, phase, memory, vCPUs, disk.");
     config.AddCommand<DrainCommand.Drain>("drain").WithDescription("Stop placements on a node and live-migrate its VMs away. Admin token.");
     config.AddCommand<DrainCommand.Resume>("resume").WithDescription("Let a drained node take placements again. Admin token.");
+    config.AddCommand<BackupCommand>("backup")
+        .WithDescription("Online backup of the ledger into FILE (atomically): cluster id, sequence number, epoch, entries, checksum. Admin token.")
+        .WithExample("backup", "/srv/backup/coordinator-2026-12-01.json.gz", "--token", "$TOKEN");
+    config.AddCommand<RestoreCommand>("restore")
+        .WithDescription("OFFLINE: restore a backup into an EMPTY journal (every node stopped). Exit 4: journal not empty; 5: bad file; 6: failed.")
+        .WithExample("restore", "coordinator.json.gz", "--config", "/etc/coordinator/site.hocon");
     config.AddCommand<EventsCommand>("events").WithDescription("VMs that arrived on or left a node; --follow long-polls.")
         .WithExample("events", "--follow", "--node", "hv02");
 });

@@ -211,6 +211,17 @@ public sealed class CoordinatorClient : IDisposable
     public Task<ApiResult<SingletonResponse>> GetSingletonAsync(CancellationToken ct = default) =>
         SendAsync<SingletonResponse>(HttpMethod.Get, "/cluster/singleton", ct: ct);
 
+    /// <summary>
+    /// An online, consistent backup of the ledger (GET /v1/admin/backup, admin token): the backup file's bytes exactly
+    /// as the service sent them (gzip'd JSON; write them to a file as they are). Retried like any GET; per attempt it
+    /// may take <see cref="CoordinatorClientOptions.OperationTimeout"/> (a large ledger).
+    /// </summary>
+    public async Task<ApiResult<byte[]>> DownloadBackupAsync(CancellationToken ct = default)
+    {
+        var raw = await SendRawAsync(HttpMethod.Get, "/v1/admin/backup", null, idempotent: true, slow: true, _options.OperationTimeout, ct);
+        return Wrap(raw, raw.Problem is null ? raw.Body : null);
+    }
+
     // ================================================================== health
 
     /// <summary>The process serves HTTP. Not retried.</summary>

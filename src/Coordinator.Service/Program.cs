@@ -1,5 +1,6 @@
 using Akka.Actor;
 using Coordinator.Cluster.Configuration;
+using Coordinator.Cluster.Journal;
 using Coordinator.Cluster.Ledger;
 using Coordinator.Service.Api;
 using Coordinator.Service.Hosting;
@@ -37,6 +38,8 @@ try
     Directory.CreateDirectory(settings.DataDirectory);
     foreach (var v in settings.Volumes) Directory.CreateDirectory(v.Path);
     var ledgerSettings = LedgerSettings.From(settings);
+    // Before the ActorSystem: the journal's cluster id (written at the cluster's first start), its format checked.
+    var journalIdentity = await JournalStartup.EnsureIdentityAsync(settings, Log.Logger);
 
     builder.Host.UseWindowsService(o => o.ServiceName = "HyperVCoordinator");
     builder.Host.UseSystemd();
@@ -52,6 +55,7 @@ try
         return Task.CompletedTask;
     }));
     builder.Services.AddSingleton(settings);
+    builder.Services.AddSingleton(journalIdentity);
     builder.Services.AddSingleton<LedgerGateway>();
     builder.Services.AddSingleton<ImageFetcher>();
     builder.Services.AddSingleton<IImageSource, ImageSourceAdapter>();
@@ -65,7 +69,7 @@ try
     builder.Services.AddSingleton(sp => new GlanceClient(
         new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan },
         settings, sp.GetRequiredService<ILogger<GlanceClient>>()));
-    builder.Services.AddCoordinatorAkka(hocon, settings, ledgerSettings);
+    builder.Services.AddCoordinatorAkka(hocon, settings, ledgerSettings, journalIdentity);
     
 
     var app = builder.Build();
@@ -90,6 +94,7 @@ try
     app.MapImageApi();
     app.MapVmApi();
     app.MapAdminApi();
+    app.MapBackupApi();
 
     // A node that the cluster removed (downed by the Split Brain Resolver, or told to leave) has a terminated
     // ActorSystem; exit non-zero so the service manager restarts it and it joins as a new incarnation.
@@ -109,6 +114,12 @@ try
     Log.Information("Node {Node} starting: HTTP {Host}:{Port}, journal {Provider}, {Volumes} volume(s), quota policy {Policy}",
         settings.NodeName, settings.HttpHost, settings.HttpPort, settings.Provider, settings.Volumes.Count, settings.QuotaPolicy);
     await app.RunAsync();
+    if (JournalIdentityGuard.RefusedReason is { } refused)
+    {
+        // A configuration error (this node's journal is not the cluster's): exit 4, whoever stopped the host first.
+        Log.Fatal("The node exits: it was {Reason}", refused);
+        return 4;
+    }
     return Environment.ExitCode;
 }
 catch (Exception e)

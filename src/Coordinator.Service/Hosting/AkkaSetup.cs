@@ -3,6 +3,7 @@ using Akka.Configuration;
 using Akka.Hosting;
 using Akka.Logger.Serilog;
 using Coordinator.Cluster.Configuration;
+using Coordinator.Cluster.Journal;
 using Coordinator.Cluster.Ledger;
 using Coordinator.Cluster.Vms;
 using Coordinator.Service.Vms;
@@ -19,11 +20,13 @@ public static class AkkaSetup
     /// ledger singleton manager with its proxy. Every node runs the manager; Akka starts the ledger on the oldest.
     /// </summary>
     public static IServiceCollection AddCoordinatorAkka(this IServiceCollection services, Config config,
-        CoordinatorSettings settings, LedgerSettings ledgerSettings)
+        CoordinatorSettings settings, LedgerSettings ledgerSettings, JournalIdentity journal)
     {
+        // The journal's cluster id travels as a member role, so every node can refuse a member with another journal.
         var roles = ConfigurationFactory.ParseString(
-            $"akka.cluster.roles = [\"{settings.NodeRole.Replace("\"", "\\\"")}\"]");
+            $"akka.cluster.roles = [\"{settings.NodeRole.Replace("\"", "\\\"")}\", \"{JournalIdentityGuard.RoleFor(journal.ClusterId)}\"]");
         var akkaConfig = roles
+            .WithFallback(JournalIdentityGuard.ConfigFor(journal.ClusterId))
             .WithFallback(PersistenceHocon.For(settings.Provider, settings.ConnectionString))
             .WithFallback(CoordinatorHocon.Serialization)
             .WithFallback(config);
@@ -51,6 +54,8 @@ public static class AkkaSetup
                         registry.Get<CsvLedgerSingleton>(), resolver.GetService<IImageSource>(), resolver.GetService<IPeerClusters>()),
                         NodeActor.Name);
                     registry.Register<NodeActorKey>(node);
+                    // Refuses members whose journal is not this cluster's (and this node, if it is the one joining wrongly).
+                    system.ActorOf(JournalIdentityGuard.Props(journal.ClusterId), "journal-identity-guard");
                     // Start the journal and compile its queries now, not during the recovery that a failover waits for.
                     system.ActorOf(JournalWarmup.Props(settings.NodeName), "journal-warmup");
                 });

@@ -53,7 +53,7 @@ public sealed class LocalCluster : IDisposable
 
     public Uri Url(NodeInfo n, string path) => new($"http://{n.Placement.UrlHost}:{n.HttpPort}{path}");
 
-    private string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
+    public string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
 
     /// <summary>Adds HOCON to one node's site file (before it starts), e.g. the peers of another cluster.</summary>
     public void AppendConfig(NodeInfo n, string hocon) => File.AppendAllText(ConfigPath(n), "\n" + hocon + "\n");
@@ -126,6 +126,16 @@ public sealed class LocalCluster : IDisposable
     public bool IsRunning(NodeInfo n) => _processes.TryGetValue(n.Name, out var p) && !p.HasExited;
 
     public int Pid(NodeInfo n) => _processes[n.Name].Id;
+
+    /// <summary>Waits for a node's process to exit by itself; its exit code, or null if it still runs after <paramref name="timeout"/>.</summary>
+    public async Task<int?> WaitForExitAsync(NodeInfo n, TimeSpan timeout)
+    {
+        var p = _processes[n.Name];
+        using var cts = new CancellationTokenSource(timeout);
+        try { await p.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { return null; }
+        return p.ExitCode;
+    }
 
     /// <summary>SIGKILL: no shutdown hooks, no leaving the cluster, sockets dropped by the kernel.</summary>
     public void Kill(NodeInfo n)
