@@ -34,6 +34,8 @@ public sealed record CapacityCmd(string Node, long MemoryMb, int LogicalProcesso
 public sealed record DrainCmd(string Node, bool Draining) : Cmd;
 public sealed record PlaceCmd(string Name, string Node, int MemoryMb, int Vcpus, string Volume, AnySize Disk, string? Image) : Cmd;
 public sealed record AdoptCmd(string Name, string Node, int MemoryMb, int Vcpus, string Volume, AnySize Disk) : Cmd;
+/// <summary>A VM that arrives by migration: a request like a spawn (it must fit), unlike a reconciliation adoption.</summary>
+public sealed record ArriveCmd(string Name, string Node, int MemoryMb, int Vcpus, string Volume, AnySize Disk) : Cmd;
 public sealed record PhaseCmd(string Name, VmPhase Phase) : Cmd;
 public sealed record OwnerCmd(string Name, string Node) : Cmd;
 public sealed record RemoveVmCmd(string Name) : Cmd;
@@ -144,6 +146,15 @@ public static class CmdGen
         from disk in Sizes()
         select (Cmd)new AdoptCmd(name, n, mem, cpus, v, disk);
 
+    private static Gen<Cmd> Arrivals() =>
+        from name in Pick(VmNames, BadVmNames)
+        from n in Pick(Nodes, BadNodes)
+        from mem in Gen.Frequency((8, Gen.Choose(1, 16).Select(i => i * 1024)), (1, Gen.Elements(0, -1, int.MaxValue)))
+        from cpus in Gen.Frequency((8, Gen.Choose(1, 8)), (1, Gen.Elements(0, 4096)))
+        from v in Volume()
+        from disk in Sizes()
+        select (Cmd)new ArriveCmd(name, n, mem, cpus, v, disk);
+
     private static Gen<Cmd> Rescans() =>
         from v in Volume()
         from used in Measured()
@@ -178,6 +189,7 @@ public static class CmdGen
         (1, from n in Gen.Elements(Nodes) from dr in Gen.Elements(true, false) select (Cmd)new DrainCmd(n, dr)),
         (7, Places()),
         (2, Adopts()),
+        (3, Arrivals()),
         (2, from n in Pick(VmNames, BadVmNames) from p in Gen.Elements(Enum.GetValues<VmPhase>()) select (Cmd)new PhaseCmd(n, p)),
         (2, from n in Pick(VmNames, BadVmNames) from node in Pick(Nodes, BadNodes) select (Cmd)new OwnerCmd(n, node)),
         (2, Pick(VmNames, BadVmNames).Select(n => (Cmd)new RemoveVmCmd(n))),
@@ -573,6 +585,21 @@ public class AllCommandsProperties
                 if (o.Status == PlaceStatus.Placed && l.View(c.Volume)?.OvercommittedBytes > 0) run.Cov.Hit("adoption overcommitted");
                 return (o.Status is not PlaceStatus.Placed, true);
             }
+            case ArriveCmd c:
+            {
+                var bytes = Resolve(run, c.Disk, c.Volume, 0);
+                var cls = Classify(run, bytes, c.Volume, 0);
+                var request = new PlaceVmRequest(c.Name, c.Node, c.MemoryMb, c.Vcpus, c.Volume, bytes, null);
+                var decision = l.Arrive(request, run.Step());
+                d.Apply(decision.Events);
+                var o = decision.Outcome;
+                run.Cov.Hit($"arrive {o.Status}");
+                HitSize(run, "arrive", cls, o.Status.ToString());
+                if (!ValidBytes(bytes) || CmdGen.BadVmNames.Contains(c.Name) || CmdGen.BadNodes.Contains(c.Node) || c.MemoryMb <= 0 || c.Vcpus <= 0)
+                    Assert.Equal(PlaceStatus.Invalid, o.Status);
+                // An arrival is a request: unlike an adoption it may never be what overcommits a volume.
+                return (o.Status is not PlaceStatus.Placed, false);
+            }
             case PhaseCmd c:
             {
                 var events = l.SetVmPhase(c.Name, c.Phase, run.Step());
@@ -658,6 +685,8 @@ public class AllCommandsCoverageTests(Xunit.Abstractions.ITestOutputHelper outpu
             "acquire size 2^62 InsufficientSpace", "acquire size free Granted", "acquire size free+1 InsufficientSpace",
             "place size 2^62 InsufficientSpace", "place size 2^63-1 Invalid", "place size free+1 InsufficientSpace",
             "adopt size 2^62 Placed", "adopt size 2^63-1 Invalid", "adopt size 0 Invalid",
+            "arrive Placed", "arrive Invalid", "arrive AlreadyExists", "arrive InsufficientSpace",
+            "arrive size 2^62 InsufficientSpace", "arrive size 2^63-1 Invalid", "arrive size free+1 InsufficientSpace",
             // Names that are one id, facts that overcommit, and the rest of the command set.
             "reserve of a case twin is the same reservation", "place of a case twin AlreadyExists", "acquire of a case twin answers cached",
             "lease action through a case twin",
