@@ -5,8 +5,24 @@
 #   scripts/pg-throwaway.sh pause DIR        -> stop the server but keep its data (a database outage)
 #   scripts/pg-throwaway.sh resume DIR PORT  -> start it again on the same port
 # Debian's postgresql package provides the binaries (.ci/run installs it when missing). As root, the server runs as
-# the 'postgres' user (PostgreSQL refuses to run as root).
+# the 'postgres' user (PostgreSQL refuses to run as root). A start that fails prints the tail of the server's log (or of
+# initdb's) on stderr and exits non-zero.
 set -euo pipefail
+
+# Why a start failed: the last lines of a log in the data folder, on stderr.
+log_tail() {
+  echo "pg-throwaway: $1 failed; last lines of $2:" >&2
+  tail -n 40 "$2" >&2 2>/dev/null || echo "(no log at $2)" >&2
+}
+
+start_server() {
+  local port=$1
+  if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null; then
+    log_tail "pg_ctl start (port $port)" "$dir/server.log"
+    exit 1
+  fi
+}
 
 find_bin() {
   local d
@@ -28,18 +44,18 @@ case "$cmd" in
     port=${3:?port}
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
-    as_owner "$bin/initdb" -D "$dir/data" -U coordinator --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+    if ! as_owner "$bin/initdb" -D "$dir/data" -U coordinator --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1; then
+      log_tail initdb "$dir/initdb.log"
+      exit 1
+    fi
+    start_server "$port"
     echo "Host=127.0.0.1;Port=$port;Username=coordinator;Database=postgres;Pooling=true"
     ;;
   pause)
     as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w -t 30 stop >/dev/null
     ;;
   resume)
-    port=${3:?port}
-    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+    start_server "${3:?port}"
     ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then

@@ -29,7 +29,7 @@ public abstract class JournalIdentitySpecs : IDisposable
     {
         _journal = new Lazy<IJournalTarget>(() =>
         {
-            Skip.If(Unavailable is not null, Unavailable);
+            Prerequisite.Require(Unavailable);
             return journal();
         });
         Directory.CreateDirectory(_volumeDir);

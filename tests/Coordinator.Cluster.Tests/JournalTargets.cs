@@ -79,7 +79,7 @@ public sealed class SqliteJournal : IJournalTarget
 
 /// <summary>
 /// A new database on the PostgreSQL server named by COORDINATOR_TEST_POSTGRES (a connection string to a database the
-/// user may create databases from). .ci/run starts a throwaway server and sets it; without it these tests are skipped.
+/// user may create databases from). .ci/run starts a throwaway server and sets it; without it these tests are skipped (they fail instead under COORDINATOR_TEST_REQUIRE_ALL=1).
 /// </summary>
 public sealed class PostgresJournal : IJournalTarget
 {

@@ -28,7 +28,7 @@ public abstract class LedgerActorSpecs : IDisposable
     {
         _output = output;
         Directory.CreateDirectory(_volumeDir);
-        _journal = new Lazy<IJournalTarget>(journal);
+        _journal = new Lazy<IJournalTarget>(() => { Prerequisite.Require(Unavailable); return journal(); });
     }
 
     private LedgerSettings Settings(int snapshotEvery = 1000, long capacity = 500L << 30) => new(
@@ -42,7 +42,7 @@ public abstract class LedgerActorSpecs : IDisposable
     /// <summary>A whole new ActorSystem on the same journal: nothing survives in memory between incarnations.</summary>
     private (ActorSystem System, IActorRef Ledger) StartIncarnation(LedgerSettings settings, string name = "ledger")
     {
-        Skip.If(Unavailable is not null, Unavailable);
+        Prerequisite.Require(Unavailable);
         var config = ConfigurationFactory.ParseString("""
                 akka.actor.provider = cluster
                 akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }

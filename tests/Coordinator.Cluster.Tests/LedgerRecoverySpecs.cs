@@ -36,7 +36,7 @@ public abstract class LedgerRecoverySpecs : IDisposable
     {
         _output = output;
         Directory.CreateDirectory(_volumeDir);
-        _journal = new Lazy<IJournalTarget>(journal);
+        _journal = new Lazy<IJournalTarget>(() => { Prerequisite.Require(Unavailable); return journal(); });
     }
 
     private LedgerSettings Settings(int snapshotEvery = 1000) => new(
@@ -45,7 +45,7 @@ public abstract class LedgerRecoverySpecs : IDisposable
 
     private ActorSystem NewSystem(ConcurrentQueue<LogEvent>? log = null)
     {
-        Skip.If(Unavailable is not null, Unavailable);
+        Prerequisite.Require(Unavailable);
         var config = ConfigurationFactory.ParseString("""
                 akka.actor.provider = cluster
                 akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }

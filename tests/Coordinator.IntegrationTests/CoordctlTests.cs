@@ -16,8 +16,16 @@ public sealed class CoordctlCluster : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Cluster.StartAll();
-        await Cluster.WaitReadyAsync(Cluster.Nodes, TimeSpan.FromSeconds(90));
+        try
+        {
+            Cluster.StartAll();
+            await Cluster.WaitReadyAsync(Cluster.Nodes, TimeSpan.FromSeconds(90));
+        }
+        catch
+        {
+            Cluster.Dispose(); // a fixture whose setup failed stops the processes it started
+            throw;
+        }
     }
 
     public Task DisposeAsync()

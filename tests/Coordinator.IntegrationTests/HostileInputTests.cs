@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
@@ -154,12 +155,29 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        try { await SetUpAsync(); }
+        catch
+        {
+            // xunit does not call DisposeAsync when InitializeAsync throws: stop the node processes started so far.
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task SetUpAsync()
+    {
         // A long lease TTL: the seeded lease must still be there at the end (the state comparison would see it expire).
         _cluster = new LocalCluster(1, "coordinator.images.lease-ttl = 30m", "hx");
         _node = _cluster.Nodes[0];
         _cluster.StartAll();
         await _cluster.WaitReadyAsync(_cluster.Nodes, TimeSpan.FromSeconds(90));
         _sim = new SimulatedClusterDatabase(_cluster.SimulatedDatabasePath);
+        // Ready is not enough for a spawn: the node reports its host's capacity to the ledger a little later (under
+        // load, later than the first request: 409 "node hx01 has not reported its capacity").
+        await _cluster.WaitUntilAsync(async () => (await _cluster.Http.GetFromJsonAsync<JsonElement>(Url("/v1/nodes")))
+                .GetProperty("nodes").EnumerateArray()
+                .Any(n => n.GetProperty("node").GetString() == _node.Name && n.GetProperty("memoryMb").GetInt64() > 0),
+            $"{_node.Name} reports its capacity", TimeSpan.FromSeconds(90));
 
         await Expect(await _cluster.Http.PutAsync(Url("/v1/volumes/Volume1/reservations/vm1"), LocalCluster.Json(new { node = _node.Name, bytes = GiB })), 201);
         await Expect(await _cluster.Http.PostAsync(Url("/v1/vms"), LocalCluster.Json(new { name = "seedvm", memoryMb = 512, vcpus = 1, diskBytes = GiB })), 201);
@@ -173,7 +191,7 @@ public sealed class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
 
     public Task DisposeAsync()
     {
-        _cluster.Dispose();
+        _cluster?.Dispose();
         return Task.CompletedTask;
     }
 

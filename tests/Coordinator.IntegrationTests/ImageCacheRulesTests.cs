@@ -17,6 +17,17 @@ public sealed class ImageCacheRulesTests(ITestOutputHelper output) : IAsyncLifet
 
     public async Task InitializeAsync()
     {
+        try { await SetUpAsync(); }
+        catch
+        {
+            // xunit does not call DisposeAsync when InitializeAsync throws: stop what setup started so far.
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task SetUpAsync()
+    {
         _glance = await GlanceTestServer.StartAsync();
         _cluster = new LocalCluster(1, $$"""
             coordinator.images {
@@ -190,9 +201,9 @@ public sealed class ImageCacheRulesTests(ITestOutputHelper output) : IAsyncLifet
 
     public async Task DisposeAsync()
     {
-        if (Environment.GetEnvironmentVariable("COORDINATOR_TEST_LOGS") is not null)
+        if (Environment.GetEnvironmentVariable("COORDINATOR_TEST_LOGS") is not null && _cluster is not null)
             output.WriteLine(_cluster.Tail(Node, 60));
-        _cluster.Dispose();
-        await _glance.DisposeAsync();
+        _cluster?.Dispose();
+        if (_glance is not null) await _glance.DisposeAsync();
     }
 }

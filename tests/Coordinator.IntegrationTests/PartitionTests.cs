@@ -10,7 +10,10 @@ namespace Coordinator.IntegrationTests;
 /// <summary>
 /// A real network partition (network namespaces joined by a bridge; one node's link cut): with keep-majority the
 /// minority side stops answering writes (503) and never grants; the majority elects a new ledger; after healing the
-/// downed node, restarted as a service manager would, rejoins; every acknowledged write is there.
+/// downed node, restarted as a service manager would, rejoins; every acknowledged write is there. The minority must
+/// down itself (the Split Brain Resolver; its process exits) within a generous deadline: the test never stops it.
+/// Needs root and iproute2 (network namespaces); without them it is skipped with the reason, or fails under
+/// COORDINATOR_TEST_REQUIRE_ALL=1.
 /// </summary>
 public sealed class PartitionTests(ITestOutputHelper output)
 {
@@ -20,11 +23,20 @@ public sealed class PartitionTests(ITestOutputHelper output)
     // each filled the 100 GiB volume, so the write after healing was refused (409) for want of space, not for a fault.
     private const long WriteBytes = GiB / 4;
 
+    /// <summary>The partition lasts at least this long (the minority is probed and the majority written throughout).</summary>
+    private static readonly TimeSpan Window = TimeSpan.FromSeconds(20);
+
+    /// <summary>How long the majority may take to acknowledge <see cref="MajorityWrites"/> writes after the cut.</summary>
+    private static readonly TimeSpan MajorityDeadline = TimeSpan.FromSeconds(120);
+    private const int MajorityWrites = 10;
+
+    /// <summary>How long the minority may take to down itself (SBR) and exit after the cut.</summary>
+    private static readonly TimeSpan DownDeadline = TimeSpan.FromSeconds(120);
+
     [SkippableFact]
     public async Task The_minority_side_of_a_partition_refuses_writes_and_rejoins_after_healing()
     {
-        var why = NetworkLab.WhyUnavailable();
-        Skip.If(why is not null, $"partition tests skipped: {why}");
+        Prerequisite.Require(NetworkLab.WhyUnavailable() is { } why ? $"partition tests need network namespaces: {why}" : null);
         using var lab = new NetworkLab();
         using var cluster = new LocalCluster(3, "coordinator.ask-timeout = 2s", placement: lab.Create);
         cluster.Http.Timeout = TimeSpan.FromSeconds(10);
@@ -57,10 +69,14 @@ public sealed class PartitionTests(ITestOutputHelper output)
         output.WriteLine($"cut {minority.Name} off the cluster network (the ledger runs on {leader.Node}, epoch {leader.Epoch})");
 
         // Until it downs itself, the minority answers every write and every lease request with 503, never with a yes.
+        // The window lasts at least Window, and until the majority has acknowledged MajorityWrites writes (which must
+        // happen within MajorityDeadline).
         var minorityAnswers = new List<HttpStatusCode>();
         var majorityAcks = 0;
-        for (var i = 0; clock.Elapsed < TimeSpan.FromSeconds(20); i++)
+        for (var i = 0; clock.Elapsed < Window || majorityAcks < MajorityWrites; i++)
         {
+            Assert.True(clock.Elapsed < MajorityDeadline,
+                $"the majority acknowledged only {majorityAcks} writes in {MajorityDeadline.TotalSeconds:0} s after the cut (needs {MajorityWrites})");
             if (cluster.IsRunning(minority))
             {
                 minorityAnswers.Add(await Put(minority, $"minority-{i}"));
@@ -78,15 +94,18 @@ public sealed class PartitionTests(ITestOutputHelper output)
         output.WriteLine($"minority answers (0 = process gone): {string.Join(", ", minorityAnswers.GroupBy(s => s).Select(g => $"{(int)g.Key} x{g.Count()}"))}; majority acknowledged {majorityAcks}");
         Assert.Contains(HttpStatusCode.ServiceUnavailable, minorityAnswers);
         Assert.DoesNotContain(minorityAnswers, s => (int)s is >= 200 and < 300);
-        Assert.True(majorityAcks > 10, $"the majority acknowledged only {majorityAcks} writes");
+        Assert.True(majorityAcks >= MajorityWrites, $"the majority acknowledged only {majorityAcks} writes");
         var next = await cluster.LeaderAsync(majority[0]);
         Assert.Equal(leader.Node, next.Node); // the majority kept its ledger
 
-        // The minority downed itself (its ActorSystem terminated and the process exited); heal and restart it.
+        // The minority must down itself (SBR: its ActorSystem terminates and the process exits) while still cut off;
+        // nobody stops it for it. Then heal and restart it.
+        var remaining = DownDeadline - clock.Elapsed;
+        var exit = remaining > TimeSpan.Zero ? await cluster.WaitForExitAsync(minority, remaining) : cluster.IsRunning(minority) ? null : 0;
+        Assert.True(exit is not null,
+            $"{minority.Name} did not down itself within {DownDeadline.TotalSeconds:0} s of the cut; its log:\n{cluster.Tail(minority, 60)}");
+        output.WriteLine($"{minority.Name} downed itself and exited (code {exit}) {clock.Elapsed.TotalSeconds:0.0}s after the cut; healing and restarting it as a service manager would");
         lab.Heal(index);
-        for (var i = 0; i < 60 && cluster.IsRunning(minority); i++) await Task.Delay(500);
-        if (cluster.IsRunning(minority)) cluster.Stop(minority, TimeSpan.FromSeconds(10)); // left running: restart it anyway
-        output.WriteLine($"{minority.Name} exited after being downed; restarting it as a service manager would");
         cluster.Start(minority);
         await cluster.WaitReadyAsync([minority], TimeSpan.FromSeconds(90));
         Assert.Equal(HttpStatusCode.Created, await Put(minority, "after-heal"));

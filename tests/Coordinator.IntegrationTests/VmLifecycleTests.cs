@@ -24,6 +24,17 @@ public sealed class VmLifecycleTests(ITestOutputHelper output) : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        try { await SetUpAsync(); }
+        catch
+        {
+            // xunit does not call DisposeAsync when InitializeAsync throws: stop what setup started so far.
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    private async Task SetUpAsync()
+    {
         _glance = await GlanceTestServer.StartAsync();
         _cluster = new LocalCluster(3, $$"""
             coordinator.images.glance { endpoint = "{{_glance.Endpoint}}", token = "{{_glance.Token}}" }
@@ -197,9 +208,9 @@ public sealed class VmLifecycleTests(ITestOutputHelper output) : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (Environment.GetEnvironmentVariable("COORDINATOR_TEST_LOGS") is not null)
+        if (Environment.GetEnvironmentVariable("COORDINATOR_TEST_LOGS") is not null && _cluster is not null)
             foreach (var n in _cluster.Nodes) output.WriteLine($"--- {n.Name}\n{_cluster.Tail(n, 60)}");
-        _cluster.Dispose();
-        await _glance.DisposeAsync();
+        _cluster?.Dispose();
+        if (_glance is not null) await _glance.DisposeAsync();
     }
 }

@@ -181,6 +181,21 @@ public sealed class LocalCluster : IDisposable
         }
     }
 
+    /// <summary>Polls <paramref name="condition"/> until it holds; a TimeoutException naming <paramref name="what"/> past
+    /// <paramref name="timeout"/>. HTTP errors and timeouts while polling count as "not yet".</summary>
+    public async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try { if (await condition()) return; }
+            catch (HttpRequestException) { }
+            catch (TaskCanceledException) { }
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"not within {timeout.TotalSeconds:0} s: {what}");
+            await Task.Delay(250);
+        }
+    }
+
     public async Task<LeaderInfo> LeaderAsync(NodeInfo via)
     {
         var l = await Http.GetFromJsonAsync<LeaderInfo>(Url(via, "/v1/leader"));
@@ -197,8 +212,13 @@ public sealed class LocalCluster : IDisposable
         new(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json");
 
 
+    private int _disposed;
+
+    /// <summary>Kills every process this instance started. Safe to call more than once (a fixture whose setup failed
+    /// disposes itself, and xunit may dispose it again).</summary>
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         foreach (var p in _processes.Values)
         {
             try { if (!p.HasExited) { p.Kill(); p.WaitForExit(5000); } }

@@ -6,7 +6,7 @@ namespace Coordinator.IntegrationTests.Harness;
 
 /// <summary>
 /// A PostgreSQL server of the test's own (scripts/pg-throwaway.sh): its own port and folder, so the test may take it
-/// away (a journal outage) and bring it back. Null from <see cref="TryStart"/> says why it cannot run here.
+/// away (a journal outage) and bring it back.
 /// </summary>
 public sealed class ThrowawayPostgres : IDisposable
 {
@@ -22,22 +22,31 @@ public sealed class ThrowawayPostgres : IDisposable
         Port = port;
     }
 
-    public static (ThrowawayPostgres? Server, string? WhyNot) TryStart()
+    /// <summary>
+    /// Starts a server. No PostgreSQL binaries here is a missing prerequisite (<see cref="Prerequisite.Require"/>: a skip,
+    /// or a failure under COORDINATOR_TEST_REQUIRE_ALL=1); binaries that fail to start a server are a test failure,
+    /// never a skip, with what the script printed (the tail of the server's log).
+    /// </summary>
+    public static ThrowawayPostgres Start()
     {
-        if (!Directory.Exists("/usr/lib/postgresql") && !File.Exists("/usr/bin/pg_ctl"))
-            return (null, "PostgreSQL binaries are not installed (apt-get install postgresql)");
-        var root = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(LocalCluster.ServiceDll()))));
-        // ServiceDll is src/Coordinator.Service/bin/<cfg>/net10.0/x.dll: walk up to the repository.
+        Prerequisite.Require(!Directory.Exists("/usr/lib/postgresql") && !File.Exists("/usr/bin/pg_ctl")
+            ? "PostgreSQL binaries are not installed (apt-get install postgresql)"
+            : null);
+        // Walk up from the test's output folder to the repository.
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Coordinator.sln"))) dir = dir.Parent;
-        var script = Path.Combine(dir!.FullName, "scripts", "pg-throwaway.sh");
+        if (dir is null) throw new InvalidOperationException("Coordinator.sln not found above " + AppContext.BaseDirectory);
+        var script = Path.Combine(dir.FullName, "scripts", "pg-throwaway.sh");
         var port = LoopbackPorts.Next();
         var pg = new ThrowawayPostgres(script, port);
         var (code, output) = pg.Run("start", pg._dir, port.ToString());
-        if (code != 0) return (null, $"pg-throwaway.sh start failed ({code}): {output}");
+        if (code != 0)
+        {
+            pg.Dispose(); // whatever it left (a half-made folder, a server that did start after all)
+            throw new InvalidOperationException($"the throwaway PostgreSQL server did not start (pg-throwaway.sh exit {code}):\n{output}");
+        }
         pg.ConnectionString = output.Trim().Split('\n').Last();
-        _ = root;
-        return (pg, null);
+        return pg;
     }
 
     /// <summary>Stops the server abruptly (immediate shutdown), keeping its data: the journal is gone.</summary>
