@@ -27,7 +27,10 @@ public sealed class ThrowawayPostgres : IDisposable
     /// or a failure under COORDINATOR_TEST_REQUIRE_ALL=1); binaries that fail to start a server are a test failure,
     /// never a skip, with what the script printed (the tail of the server's log).
     /// </summary>
-    public static ThrowawayPostgres Start()
+    public static ThrowawayPostgres Start() => Start(LoopbackPorts.Next());
+
+    /// <summary>On a given port (a test of the failure path takes one that is in use).</summary>
+    public static ThrowawayPostgres Start(int port)
     {
         Prerequisite.Require(!Directory.Exists("/usr/lib/postgresql") && !File.Exists("/usr/bin/pg_ctl")
             ? "PostgreSQL binaries are not installed (apt-get install postgresql)"
@@ -37,7 +40,6 @@ public sealed class ThrowawayPostgres : IDisposable
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Coordinator.sln"))) dir = dir.Parent;
         if (dir is null) throw new InvalidOperationException("Coordinator.sln not found above " + AppContext.BaseDirectory);
         var script = Path.Combine(dir.FullName, "scripts", "pg-throwaway.sh");
-        var port = LoopbackPorts.Next();
         var pg = new ThrowawayPostgres(script, port);
         var (code, output) = pg.Run("start", pg._dir, port.ToString());
         if (code != 0)
