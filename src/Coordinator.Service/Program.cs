@@ -99,9 +99,10 @@ try
     // A node that the cluster removed (downed by the Split Brain Resolver, or told to leave) has a terminated
     // ActorSystem; exit non-zero so the service manager restarts it and it joins as a new incarnation.
     var lifetime = app.Lifetime;
+    ActorSystem? nodeSystem = null;
     lifetime.ApplicationStarted.Register(() =>
     {
-        var system = app.Services.GetRequiredService<ActorSystem>();
+        var system = nodeSystem = app.Services.GetRequiredService<ActorSystem>();
         system.WhenTerminated.ContinueWith(_ =>
         {
             if (lifetime.ApplicationStopping.IsCancellationRequested) return;
@@ -120,6 +121,12 @@ try
         Log.Fatal("The node exits: it was {Reason}", refused);
         return 4;
     }
+    // Removed from the cluster: exit 3 whoever asked the host to stop first (Akka.Hosting's own termination hook
+    // races ours and sets -1, i.e. 255).
+    if (nodeSystem is { WhenTerminated.IsCompleted: true }
+        && CoordinatedShutdown.Get(nodeSystem).ShutdownReason is CoordinatedShutdown.ClusterDowningReason
+            or CoordinatedShutdown.ClusterLeavingReason or CoordinatedShutdown.ClusterJoinUnsuccessfulReason)
+        return 3;
     return Environment.ExitCode;
 }
 catch (Exception e)
