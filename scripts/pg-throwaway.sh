@@ -4,6 +4,8 @@
 #   scripts/pg-throwaway.sh stop DIR         -> stop exactly the server whose data folder is DIR, remove DIR
 #   scripts/pg-throwaway.sh pause DIR        -> stop the server but keep its data (a database outage)
 #   scripts/pg-throwaway.sh resume DIR PORT  -> start it again on the same port
+# PG_THROWAWAY_DURABLE=1 (the benchmark): fsync=on, synchronous_commit=on, full_page_writes=on, so an acknowledged commit
+# is on disk; without it the tests' setting fsync=off (faster, not crash-safe).
 # Debian's postgresql package provides the binaries (.ci/run installs it when missing). As root, the server runs as
 # the 'postgres' user (PostgreSQL refuses to run as root).
 set -euo pipefail
@@ -20,6 +22,11 @@ as_owner() {
 }
 
 cmd=${1:?usage: start DIR PORT | stop DIR}
+if [ "${PG_THROWAWAY_DURABLE:-0}" = 1 ]; then
+  durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+else
+  durability="-c fsync=off"
+fi
 dir=${2:?data folder}
 bin=$(find_bin)
 
@@ -30,7 +37,7 @@ case "$cmd" in
     [ "$(id -u)" = 0 ] && chown postgres: "$dir"
     as_owner "$bin/initdb" -D "$dir/data" -U coordinator --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability -c max_connections=200" start >/dev/null
     echo "Host=127.0.0.1;Port=$port;Username=coordinator;Database=postgres;Pooling=true"
     ;;
   pause)
@@ -39,7 +46,7 @@ case "$cmd" in
   resume)
     port=${3:?port}
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability -c max_connections=200" start >/dev/null
     ;;
   stop)
     if [ -f "$dir/data/postmaster.pid" ]; then

@@ -1,6 +1,8 @@
-// The side-by-side benchmark of issue 7: our 3-node cluster against etcd (1 and 3 members) with the same load
-// generator, failover timings, and a recovery/size run. Entry point: scripts/bench.sh (builds, owns the temp folder
-// and the PIDs). Prints tables and ratios; the last line is "RESULT {json}", also written to --output.
+// The side-by-side benchmark of issues 7 and 12: our 3-node cluster (SQLite journal, PostgreSQL journal) against etcd
+// (1 member, 3 members, 3 members with per-node usage keys) with the same load generator, failover timings, and a
+// recovery/size run. Entry point: scripts/bench.sh (builds, owns the temp folders and the PIDs). Prints markdown
+// tables and ratios; the last line is "RESULT {json}", also written to --output. Exit code 1 when any workload of any
+// target had no successful operation, or any operation ended in an error.
 using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
@@ -49,8 +51,11 @@ public sealed class BenchOptions : CommandSettings
     [CommandOption("--dir <DIR>"), Description("An empty folder for every process's data and logs; the caller removes it.")]
     public string Dir { get; init; } = "";
 
-    [CommandOption("--targets <LIST>"), Description("Comma-separated: ours, ours-fast (with --fast-profile), etcd-1, etcd-3. Default all four.")]
-    public string Targets { get; init; } = "ours,ours-fast,etcd-1,etcd-3";
+    public static readonly string[] KnownTargets = ["ours-3", "ours-3-pg", "ours-3-fast", "etcd-1", "etcd-3", "etcd-3-pernode"];
+
+    [CommandOption("--targets <LIST>"), Description("Comma-separated: ours-3 (SQLite journal), ours-3-pg (PostgreSQL journal), ours-3-fast (SQLite, --fast-profile), " +
+        "etcd-1, etcd-3, etcd-3-pernode. Default all six. 'ours' and 'ours-fast' are accepted for ours-3 and ours-3-fast.")]
+    public string Targets { get; init; } = string.Join(",", KnownTargets);
 
     [CommandOption("--fast-profile <FILE>"), Description("HOCON layered over our defaults for the target ours-fast (hocon/fast-failover.hocon).")]
     public string? FastProfile { get; init; }
@@ -76,16 +81,25 @@ public sealed class BenchOptions : CommandSettings
     [CommandOption("--recovery-images <N>"), Description("Cached images in the recovery/size run. Default 10000.")]
     public long RecoveryImages { get; init; } = 10_000;
 
-    [CommandOption("--postgres <CONNECTION-STRING>"), Description("Journal of our nodes on this PostgreSQL instead of the embedded SQLite.")]
+    [CommandOption("--give-up <SECONDS>"), Description("An operation without a definite answer is retried until this many seconds after its first attempt, then counted as given up. Default 10.")]
+    public double GiveUp { get; init; } = 10;
+
+    [CommandOption("--postgres <CONNECTION-STRING>"), Description("The PostgreSQL server of target ours-3-pg, instead of a throwaway one (--pg-script).")]
     public string? Postgres { get; init; }
+
+    [CommandOption("--pg-script <PATH>"), Description("scripts/pg-throwaway.sh: starts the throwaway PostgreSQL of ours-3-pg (fsync=on, synchronous_commit=on).")]
+    public string? PgScript { get; init; }
+
+    [CommandOption("--pg-dir <DIR>"), Description("The throwaway PostgreSQL's folder (must not exist yet; the caller removes it).")]
+    public string? PgDir { get; init; }
 
     [CommandOption("--output <FILE>"), Description("Also write the result JSON here.")]
     public string? Output { get; init; }
 
-    [CommandOption("--smoke"), Description("A ~10-second check that every part still runs (CI): short phases, ours and etcd-1, small recovery, no failover.")]
+    [CommandOption("--smoke"), Description("A short check that every part still runs (CI): every target, 1-second phases, 16 clients, small recovery, no failover.")]
     public bool Smoke { get; init; }
 
-    public IReadOnlyList<string> TargetNames => Split(Targets);
+    public IReadOnlyList<string> TargetNames => Split(Targets).Select(t => t switch { "ours" => "ours-3", "ours-fast" => "ours-3-fast", _ => t }).Distinct().ToList();
 
     public IReadOnlyList<string> WorkloadNames => Split(WorkloadList);
 
@@ -95,21 +109,39 @@ public sealed class BenchOptions : CommandSettings
     {
         if (!File.Exists(ServiceDll)) return ValidationResult.Error($"--service-dll: no such file '{ServiceDll}'");
         if (string.IsNullOrEmpty(Dir) || !Directory.Exists(Dir)) return ValidationResult.Error($"--dir: no such folder '{Dir}'");
-        if (TargetNames.Except(["ours", "ours-fast", "etcd-1", "etcd-3"]).FirstOrDefault() is { } t) return ValidationResult.Error($"--targets: unknown target '{t}'");
+        if (TargetNames.Except(KnownTargets).FirstOrDefault() is { } t) return ValidationResult.Error($"--targets: unknown target '{t}'");
+        if (TargetNames.Contains("ours-3-pg") && Postgres is null && (PgScript is null || PgDir is null))
+            return ValidationResult.Error("ours-3-pg needs --postgres CONNECTION-STRING or --pg-script and --pg-dir (scripts/bench.sh passes them)");
+        if (GiveUp <= 0) return ValidationResult.Error("--give-up must be positive");
         if (WorkloadNames.Except(Workloads.All).FirstOrDefault() is { } w) return ValidationResult.Error($"--workloads: unknown workload '{w}'");
-        if (TargetNames.Contains("ours-fast") && !File.Exists(FastProfile)) return ValidationResult.Error("ours-fast needs --fast-profile FILE");
+        if (TargetNames.Contains("ours-3-fast") && !File.Exists(FastProfile)) return ValidationResult.Error("ours-3-fast needs --fast-profile FILE");
         if (Concurrency < 1) return ValidationResult.Error("--concurrency must be at least 1");
         if (Duration <= 0 || Warmup < 0) return ValidationResult.Error("--duration must be positive and --warmup not negative");
         if (FailoverTrials < 0 || RecoveryReservations < 0 || RecoveryImages < 0) return ValidationResult.Error("counts must not be negative");
         return ValidationResult.Success();
     }
 
-    /// <summary>The smoke profile: every code path, a few seconds each.</summary>
-    public BenchOptions Effective() => !Smoke ? this : new BenchOptions
+    /// <summary>The smoke profile: every target and workload, about a second each (ours-3-fast differs from ours-3 only by HOCON: left out).</summary>
+    public BenchOptions Effective() => !Smoke ? this : With(o => new BenchOptions
     {
-        ServiceDll = ServiceDll, Dir = Dir, FastProfile = FastProfile, Output = Output, Postgres = Postgres, Smoke = true,
-        Targets = "ours,etcd-1", WorkloadList = WorkloadList, Concurrency = Math.Min(Concurrency, 16),
+        ServiceDll = o.ServiceDll, Dir = o.Dir, FastProfile = o.FastProfile, Output = o.Output, Postgres = o.Postgres,
+        PgScript = o.PgScript, PgDir = o.PgDir, Smoke = true, GiveUp = o.GiveUp,
+        Targets = "ours-3,ours-3-pg,etcd-1,etcd-3,etcd-3-pernode", WorkloadList = o.WorkloadList, Concurrency = Math.Min(o.Concurrency, 16),
         Duration = 1, Warmup = 0.3, FailoverTrials = 0, RecoveryReservations = 300, RecoveryImages = 30,
+    });
+
+    /// <summary>A copy through <paramref name="make"/> (init-only properties).</summary>
+    public BenchOptions With(Func<BenchOptions, BenchOptions> make) => make(this);
+
+    /// <summary>The same options with every path absolute (child processes run in their own folders).</summary>
+    public BenchOptions Absolute() => new()
+    {
+        ServiceDll = Path.GetFullPath(ServiceDll), Dir = Path.GetFullPath(Dir),
+        FastProfile = FastProfile is null ? null : Path.GetFullPath(FastProfile), Output = Output, Postgres = Postgres,
+        PgScript = PgScript is null ? null : Path.GetFullPath(PgScript), PgDir = PgDir is null ? null : Path.GetFullPath(PgDir),
+        Smoke = Smoke, Targets = Targets, WorkloadList = WorkloadList, Concurrency = Concurrency, Duration = Duration,
+        Warmup = Warmup, GiveUp = GiveUp, FailoverTrials = FailoverTrials, RecoveryReservations = RecoveryReservations,
+        RecoveryImages = RecoveryImages,
     };
 }
 
@@ -117,18 +149,9 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
 {
     protected override async Task<int> ExecuteAsync(CommandContext context, BenchOptions given, CancellationToken cancellation)
     {
-        var opts = given.Effective();
         // Child processes run in their own folders: every path handed to them must be absolute.
-        opts = new BenchOptions
-        {
-            ServiceDll = Path.GetFullPath(opts.ServiceDll), Dir = Path.GetFullPath(opts.Dir),
-            FastProfile = opts.FastProfile is null ? null : Path.GetFullPath(opts.FastProfile), Output = opts.Output,
-            Postgres = opts.Postgres, Smoke = opts.Smoke, Targets = opts.Targets, WorkloadList = opts.WorkloadList,
-            Concurrency = opts.Concurrency, Duration = opts.Duration, Warmup = opts.Warmup, FailoverTrials = opts.FailoverTrials,
-            RecoveryReservations = opts.RecoveryReservations, RecoveryImages = opts.RecoveryImages,
-        };
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
-        if (Console.IsOutputRedirected) console.Profile.Width = 200;
+        var opts = given.Effective().Absolute();
+        var total = Stopwatch.StartNew();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
         var log = Console.Out;
@@ -136,7 +159,7 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
         var machine = Machine.Describe();
         log.WriteLine($"== {machine}");
         log.WriteLine($"== run {runId}: targets {string.Join(",", opts.TargetNames)}; {opts.Concurrency} clients; " +
-                      $"{opts.Warmup:0.#} s warmup + {opts.Duration:0.#} s per workload; failover trials {opts.FailoverTrials}; " +
+                      $"{opts.Warmup:0.#} s warmup + {opts.Duration:0.#} s per workload, give-up after {opts.GiveUp:0.#} s; failover trials {opts.FailoverTrials}; " +
                       $"recovery {opts.RecoveryReservations} reservations + {opts.RecoveryImages} images{(opts.Smoke ? " (smoke)" : "")}");
 
         var stats = new List<Stats>();
@@ -146,13 +169,18 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
         foreach (var name in opts.TargetNames)
         {
             var dir = Directory.CreateDirectory(Path.Combine(opts.Dir, name)).FullName;
+            // One attempt's deadline is the operation's budget: a stuck request ends as "unavailable", then given up.
+            var attempt = TimeSpan.FromSeconds(opts.GiveUp);
+            await using var pg = name == "ours-3-pg" && opts.Postgres is null ? await PgThrowaway.StartAsync(opts.PgScript!, opts.PgDir!, log, stop.Token) : null;
             await using ITarget target = name switch
             {
-                "ours" => new CoordinatorTarget(3, dir, opts.ServiceDll, TimeSpan.FromSeconds(15), opts.Postgres),
-                "ours-fast" => new CoordinatorTarget(3, dir, opts.ServiceDll, TimeSpan.FromSeconds(15), opts.Postgres,
-                    File.ReadAllText(opts.FastProfile!), "ours-3-fast"),
-                "etcd-1" => new CoordinatorBench.Etcd.EtcdTarget(1, dir, TimeSpan.FromSeconds(15)),
-                _ => new CoordinatorBench.Etcd.EtcdTarget(3, dir, TimeSpan.FromSeconds(15)),
+                "ours-3" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt),
+                "ours-3-pg" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt, pg?.ConnectionString ?? opts.Postgres, name: "ours-3-pg",
+                    journal: pg?.Describe ?? "PostgreSQL given by --postgres (its fsync/synchronous_commit as configured there)"),
+                "ours-3-fast" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt, null, File.ReadAllText(opts.FastProfile!), "ours-3-fast"),
+                "etcd-1" => new CoordinatorBench.Etcd.EtcdTarget(1, dir, attempt),
+                "etcd-3" => new CoordinatorBench.Etcd.EtcdTarget(3, dir, attempt),
+                _ => new CoordinatorBench.Etcd.EtcdTarget(3, dir, attempt, perNode: true),
             };
             var sw = Stopwatch.StartNew();
             await target.StartAsync(stop.Token);
@@ -171,17 +199,20 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
         {
             log.WriteLine($"-- recovery/size: ours, {opts.RecoveryReservations} reservations + {opts.RecoveryImages} images");
             await using var ours = new CoordinatorTarget(3, Directory.CreateDirectory(Path.Combine(opts.Dir, "recovery")).FullName,
-                opts.ServiceDll, TimeSpan.FromSeconds(30), opts.Postgres);
+                opts.ServiceDll, TimeSpan.FromSeconds(30));
             await ours.StartAsync(stop.Token);
             recovery = await Recovery.RunAsync(ours, opts.RecoveryReservations, opts.RecoveryImages, opts.Concurrency, runId, log, stop.Token);
         }
 
-        var report = new Report(console, stats, failovers, recovery, rss);
+        var report = new Report(log, stats, failovers, recovery, rss, described, machine, opts);
         report.Print();
         var result = report.ToJson(machine, runId, opts, described);
         if (opts.Output is { } output) await File.WriteAllTextAsync(output, result + "\n", stop.Token);
+        log.WriteLine($"== bench finished in {total.Elapsed.TotalSeconds:0} s");
+        var failed = report.Failures().ToList();
+        foreach (var f in failed) log.WriteLine($"bench: FAILED: {f}");
         log.WriteLine("RESULT " + result);
-        return stats.Any(s => s.Errors > 0) ? 1 : 0;
+        return failed.Count > 0 ? 1 : 0;
     }
 }
 
