@@ -40,13 +40,14 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
                     var bytes = (n / ids.Count) % 2 == 0 ? 2 * ClaimBytes : ClaimBytes; // grow, then shrink back, ...
                     return (id, ep => target.ResizeAsync(ep, id, bytes));
                 }, ct),
+                // No warm-up: the work is bounded (what the reserve phase created), and a warm-up could use it all.
                 "release" => await PhaseAsync("release", (c, n) =>
                 {
                     var ids = _created[c];
                     if (n >= ids.Count) return null; // this client released all it had
                     var id = ids[(int)n];
                     return (id, ep => target.ReleaseAsync(ep, id));
-                }, ct),
+                }, ct, warmup: 0),
                 "quota" => await PhaseAsync("quota", (c, _) => ("quota", ep => target.ReadQuotaAsync(ep, $"hv{ep + 1:00}")), ct),
                 "lease" => await PhaseAsync("lease", (c, n) =>
                 {
@@ -74,10 +75,11 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
     /// is retried after 20 ms with the same arguments (every write is idempotent) until the operation's budget
     /// (--give-up, 10 s) has passed; then the operation is "given up", and its latency is that whole time.
     /// </summary>
-    private async Task<Stats> PhaseAsync(string name, Func<int, long, (string Key, Func<int, Task<Outcome>> Op)?> next, CancellationToken ct)
+    private async Task<Stats> PhaseAsync(string name, Func<int, long, (string Key, Func<int, Task<Outcome>> Op)?> next, CancellationToken ct,
+        double? warmup = null)
     {
         var start = Stopwatch.GetTimestamp();
-        var measureFrom = start + (long)(opts.Warmup * Stopwatch.Frequency);
+        var measureFrom = start + (long)((warmup ?? opts.Warmup) * Stopwatch.Frequency);
         var end = measureFrom + (long)(opts.Duration * Stopwatch.Frequency);
         var budget = (long)(opts.GiveUp * Stopwatch.Frequency);
         var retryPause = Stopwatch.Frequency / 50; // 20 ms

@@ -313,12 +313,12 @@ public sealed class CoordinatorTarget : ITarget
         }
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
-        foreach (var p in _procs) p?.Stop(TimeSpan.FromSeconds(15));
+        // Every node at once (SIGTERM, then SIGKILL after the grace): a graceful leave each, not one after the other.
+        await Task.WhenAll(_procs.Select(p => Task.Run(() => p?.Stop(TimeSpan.FromSeconds(15)))));
         foreach (var p in _procs) p?.Dispose();
         _http.Dispose();
-        return ValueTask.CompletedTask;
     }
 
 }
