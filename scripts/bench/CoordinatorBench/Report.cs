@@ -40,8 +40,8 @@ public sealed class Report(TextWriter console, List<Stats> stats, List<FailoverR
     {
         foreach (var s in stats)
         {
-            if (s.Ok == 0)
-                yield return $"{s.Target} {s.Workload}: no successful operation ({N(s.Operations)} started in the window: " +
+            if (s.OkInPhase == 0)
+                yield return $"{s.Target} {s.Workload}: no successful operation, warm-up included ({N(s.Operations)} started in the window: " +
                              $"refused {N(s.Refused)}, given up {N(s.GivenUp)}, errors {N(s.Errors)}, unavailable answers {N(s.UnavailableAnswers)})";
             if (s.Errors > 0) yield return $"{s.Target} {s.Workload}: {N(s.Errors)} operations ended in an error";
         }

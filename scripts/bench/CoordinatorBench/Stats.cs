@@ -17,9 +17,11 @@ public readonly record struct Sample(OutcomeKind Kind, long Ticks, int Conflicts
 public sealed record Stats(
     string Target, string Workload, int Clients, double WindowSeconds, long Operations, long Ok, double OpsPerSecond,
     double? P50, double? P95, double? P99, double? Max, double ConflictsPerOp, long Refused, long UnavailableAnswers,
-    long GivenUp, long Errors, string? Note = null)
+    long GivenUp, long Errors, long OkInPhase, string? Note = null)
 {
-    public static Stats Of(string target, string workload, int clients, double windowSeconds, IReadOnlyCollection<Sample> samples, string? note = null)
+    /// <param name="okInPhase">Successful operations of the whole phase, warm-up included: none at all fails the run.</param>
+    public static Stats Of(string target, string workload, int clients, double windowSeconds, IReadOnlyCollection<Sample> samples, long okInPhase,
+        string? note = null)
     {
         var all = samples.Select(s => s.Ticks).Order().ToList();
         var ok = samples.LongCount(s => s.Kind == OutcomeKind.Ok);
@@ -30,7 +32,7 @@ public sealed record Stats(
             samples.LongCount(s => s.Kind == OutcomeKind.Refused),
             samples.Sum(s => (long)s.UnavailableAnswers),
             samples.LongCount(s => s.Kind == OutcomeKind.GivenUp),
-            samples.LongCount(s => s.Kind == OutcomeKind.Error), note);
+            samples.LongCount(s => s.Kind == OutcomeKind.Error), Math.Max(okInPhase, ok), note);
     }
 
     /// <summary>Nearest-rank percentile of sorted ticks, in milliseconds.</summary>

@@ -84,7 +84,7 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
         var budget = (long)(opts.GiveUp * Stopwatch.Frequency);
         var retryPause = Stopwatch.Frequency / 50; // 20 ms
         var samples = new ConcurrentBag<List<Sample>>();
-        long lastDone = measureFrom;
+        long lastDone = measureFrom, okInPhase = 0;
         var errorsLogged = 0;
 
         async Task Client(int c)
@@ -116,6 +116,7 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
                     await Task.Delay(20, CancellationToken.None);
                 }
                 var t1 = Stopwatch.GetTimestamp();
+                if (kind == OutcomeKind.Ok) Interlocked.Increment(ref okInPhase);
                 if (first >= measureFrom) mine.Add(new Sample(kind, t1 - first, conflicts, o.Granted, unavailable));
             }
             InterlockedMax(ref lastDone, Stopwatch.GetTimestamp());
@@ -125,7 +126,7 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
         await Task.WhenAll(Enumerable.Range(0, opts.Concurrency).Select(Client));
         // The window is the measured duration (or less when every client ran out of work before its end: release).
         var window = Math.Max(1e-3, (Math.Min(end, lastDone) - measureFrom) / (double)Stopwatch.Frequency);
-        return Stats.Of(target.Name, name, opts.Concurrency, window, samples.SelectMany(x => x).ToList());
+        return Stats.Of(target.Name, name, opts.Concurrency, window, samples.SelectMany(x => x).ToList(), okInPhase);
     }
 
     /// <summary>
@@ -139,7 +140,7 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
         var start = Stopwatch.GetTimestamp();
         var measureFrom = start + (long)(opts.Warmup * Stopwatch.Frequency);
         var end = measureFrom + (long)(opts.Duration * Stopwatch.Frequency);
-        long rounds = 0, doubleGrants = 0, noGrant = 0, reported = 0;
+        long rounds = 0, doubleGrants = 0, noGrant = 0, reported = 0, okInPhase = 0;
         for (var r = 0; Stopwatch.GetTimestamp() < end && !ct.IsCancellationRequested; r++)
         {
             var image = $"{runId}-hot-{r}";
@@ -167,6 +168,7 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
                 reported++;
                 log.WriteLine($"   ! {target.Name} contention {image}: {bad.o.Detail}");
             }
+            okInPhase += outcomes.Count(x => x.o.Kind == OutcomeKind.Ok);
             if (t0 < measureFrom) continue;
             rounds++;
             var grants = outcomes.Count(x => x.o.Granted);
@@ -175,7 +177,7 @@ public sealed class Workloads(ITarget target, BenchOptions opts, string runId, T
             all.AddRange(outcomes.Select(x => new Sample(grants > 1 ? OutcomeKind.Error : x.o.Kind, x.Item2, x.o.Conflicts, x.o.Granted, x.Item3)));
         }
         var window = Math.Max(1e-3, (Stopwatch.GetTimestamp() - measureFrom) / (double)Stopwatch.Frequency);
-        var s = Stats.Of(target.Name, "contention", opts.Concurrency, window, all,
+        var s = Stats.Of(target.Name, "contention", opts.Concurrency, window, all, okInPhase,
             $"{rounds} rounds ({rounds / window:0.0}/s), rounds with >1 grant: {doubleGrants}, without a grant: {noGrant}");
         return s;
     }
