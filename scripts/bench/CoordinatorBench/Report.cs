@@ -154,6 +154,12 @@ public sealed class Report(TextWriter console, List<Stats> stats, List<FailoverR
             yield return $"target: reservation p99 no worse than etcd-3: {F(ours.P99, "0.0")} vs {F(etcd.P99, "0.0")} ms -> " +
                          $"{(ours.P99 <= etcd.P99 ? "reached" : "NOT reached")}";
         }
+        // Issue 12: the same reservation against the like-for-like baselines (informational, no target set).
+        foreach (var (o, e, why) in new[] { ("ours-3", "etcd-1", "one durable copy each"), ("ours-3-pg", "etcd-1", "one durable copy each"),
+                     ("ours-3", "etcd-3-pernode", "etcd without the hot key") })
+            if (Find(o, "reserve") is { } a && Find(e, "reserve") is { } b)
+                yield return $"like for like ({why}): reservations {o} / {e}: {a.OpsPerSecond / Math.Max(b.OpsPerSecond, 1e-9):0.00}x, " +
+                             $"p99 {F(a.P99, "0.0")} vs {F(b.P99, "0.0")} ms";
         foreach (var fo in failovers.Where(f => f.Target.StartsWith("ours", StringComparison.Ordinal)))
             yield return $"target: leader SIGKILL -> writes back, median <= 3 s ({fo.Target}): {fo.MedianMs / 1000:0.00} s -> {(fo.MedianMs <= 3000 ? "reached" : "NOT reached")}";
         if (recovery is { Reservations: >= 100_000 } rec)
