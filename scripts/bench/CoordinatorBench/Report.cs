@@ -32,7 +32,8 @@ public sealed class Report(TextWriter console, List<Stats> stats, List<FailoverR
     private void Header(params string[] cells)
     {
         Row(cells);
-        console.WriteLine("|" + string.Join("|", cells.Select((c, i) => i < 2 ? "---" : "---:")) + "|");
+        // Text columns left-aligned, figures right-aligned.
+        console.WriteLine("|" + string.Join("|", cells.Select(c => c is "workload" or "target" or "ours" or "what runs" ? "---" : "---:")) + "|");
     }
 
     /// <summary>A workload or target without one successful operation, or any operation that ended in an error.</summary>
