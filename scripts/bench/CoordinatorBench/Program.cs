@@ -167,13 +167,15 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
         RecoveryResult? recovery = null;
         var rss = new Dictionary<string, IReadOnlyList<long>>();
         var described = new Dictionary<string, string>();
-        foreach (var name in opts.TargetNames)
+        // One target: its PostgreSQL (ours-3-pg) and processes started, writes accepted. Stopped by its caller.
+        async Task<(PgThrowaway? Pg, ITarget Target, double ReadySeconds)> LaunchAsync(string name)
         {
+            var sw = Stopwatch.StartNew();
             var dir = Directory.CreateDirectory(Path.Combine(opts.Dir, name)).FullName;
             // One attempt's deadline is the operation's budget: a stuck request ends as "unavailable", then given up.
             var attempt = TimeSpan.FromSeconds(opts.GiveUp);
-            await using var pg = name == "ours-3-pg" && opts.Postgres is null ? await PgThrowaway.StartAsync(opts.PgScript!, opts.PgDir!, log, stop.Token) : null;
-            await using ITarget target = name switch
+            var pg = name == "ours-3-pg" && opts.Postgres is null ? await PgThrowaway.StartAsync(opts.PgScript!, opts.PgDir!, log, stop.Token) : null;
+            ITarget target = name switch
             {
                 "ours-3" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt),
                 "ours-3-pg" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt, pg?.ConnectionString ?? opts.Postgres, name: "ours-3-pg",
@@ -183,25 +185,71 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
                 "etcd-3" => new CoordinatorBench.Etcd.EtcdTarget(3, dir, attempt),
                 _ => new CoordinatorBench.Etcd.EtcdTarget(3, dir, attempt, perNode: true),
             };
-            var sw = Stopwatch.StartNew();
-            await target.StartAsync(stop.Token);
-            await target.PrepareAsync(100L << 40, stop.Token);
-            described[target.Name] = target.Describe;
-            log.WriteLine($"-- {target.Name}: {target.Describe}; ready in {sw.Elapsed.TotalSeconds:0.0} s (bench at {total.Elapsed.TotalSeconds:0} s)");
-            stats.AddRange(await new Workloads(target, opts, runId, log).RunAsync(opts.WorkloadNames, stop.Token));
-            rss[target.Name] = target.RssBytes();
-            log.WriteLine($"   RSS after the workloads: {Recovery.Mib(rss[target.Name])}");
-            // etcd-3-pernode runs the same processes as etcd-3: its failover would measure the same thing again.
-            if (opts.FailoverTrials > 0 && target.Endpoints >= 3 && name != "etcd-3-pernode")
-                failovers.Add(await Failover.RunAsync(target, opts.FailoverTrials, runId, log, stop.Token));
-            // The smoke checks the recovery run's code on the cluster it already has (a fresh one costs half a minute).
-            if (opts.Smoke && recovery is null && opts.RecoveryReservations > 0 && target is CoordinatorTarget { Name: "ours-3" } oursSmoke)
+            try
             {
-                log.WriteLine($"-- recovery/size (smoke: on {oursSmoke.Name}'s cluster): {opts.RecoveryReservations} reservations + {opts.RecoveryImages} images");
-                recovery = await Recovery.RunAsync(oursSmoke, opts.RecoveryReservations, opts.RecoveryImages, opts.Concurrency, runId, log, stop.Token,
-                    failover: false);
+                await target.StartAsync(stop.Token);
+                await target.PrepareAsync(100L << 40, stop.Token);
+                return (pg, target, sw.Elapsed.TotalSeconds);
             }
-            log.WriteLine($"   {target.Name} done; stopping it (bench at {total.Elapsed.TotalSeconds:0} s)");
+            catch
+            {
+                await target.DisposeAsync();
+                if (pg is not null) await pg.DisposeAsync();
+                throw;
+            }
+        }
+
+        // The smoke starts every target at once (its figures mean nothing; cluster starts are most of its time on a
+        // loaded machine); a measuring run starts each one only when the previous one is stopped.
+        var launched = new Dictionary<string, Task<(PgThrowaway? Pg, ITarget Target, double ReadySeconds)>>();
+        if (opts.Smoke)
+            foreach (var name in opts.TargetNames) launched[name] = LaunchAsync(name);
+        try
+        {
+            foreach (var name in opts.TargetNames)
+            {
+                if (!launched.TryGetValue(name, out var launch)) launched[name] = launch = LaunchAsync(name);
+                var (pg, target, ready) = await launch;
+                try
+                {
+                    described[target.Name] = target.Describe;
+                    log.WriteLine($"-- {target.Name}: {target.Describe}; ready in {ready:0.0} s (bench at {total.Elapsed.TotalSeconds:0} s)");
+                    stats.AddRange(await new Workloads(target, opts, runId, log).RunAsync(opts.WorkloadNames, stop.Token));
+                    rss[target.Name] = target.RssBytes();
+                    log.WriteLine($"   RSS after the workloads: {Recovery.Mib(rss[target.Name])}");
+                    // etcd-3-pernode runs the same processes as etcd-3: its failover would measure the same thing again.
+                    if (opts.FailoverTrials > 0 && target.Endpoints >= 3 && name != "etcd-3-pernode")
+                        failovers.Add(await Failover.RunAsync(target, opts.FailoverTrials, runId, log, stop.Token));
+                    // The smoke checks the recovery run's code on the cluster it already has (a fresh one costs half a minute).
+                    if (opts.Smoke && recovery is null && opts.RecoveryReservations > 0 && target is CoordinatorTarget { Name: "ours-3" } oursSmoke)
+                    {
+                        log.WriteLine($"-- recovery/size (smoke: on {oursSmoke.Name}'s cluster): {opts.RecoveryReservations} reservations + {opts.RecoveryImages} images");
+                        recovery = await Recovery.RunAsync(oursSmoke, opts.RecoveryReservations, opts.RecoveryImages, opts.Concurrency, runId, log, stop.Token,
+                            failover: false);
+                    }
+                    log.WriteLine($"   {target.Name} done; stopping it (bench at {total.Elapsed.TotalSeconds:0} s)");
+                }
+                finally
+                {
+                    await target.DisposeAsync();
+                    if (pg is not null) await pg.DisposeAsync();
+                    launched.Remove(name);
+                }
+            }
+        }
+        finally
+        {
+            // Targets started ahead (smoke) but not reached because of a failure: stop them too.
+            foreach (var left in launched.Values)
+            {
+                try
+                {
+                    var (pg, target, _) = await left;
+                    await target.DisposeAsync();
+                    if (pg is not null) await pg.DisposeAsync();
+                }
+                catch (Exception) { } // it failed to start: LaunchAsync stopped what it had started
+            }
         }
 
         if (opts.RecoveryReservations > 0 && recovery is null)
