@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark (issue 7): our 3-node cluster vs etcd 3.4 (1 member and 3 members) under the same load
+# Side-by-side benchmark (issues 7 and 12): our 3-node cluster on SQLite (ours-3) and on PostgreSQL (ours-3-pg, a
+# throwaway fsync=on server), with the fast-failover profile (ours-3-fast), vs etcd 3.4: 1 member (etcd-1), 3 members
+# (etcd-3: one usage key per volume) and 3 members with a usage key per node (etcd-3-pernode), under the same load
 # generator; failover after SIGKILL of the leader (median of 5); recovery/size with 100k reservations + 10k images.
-#   scripts/bench.sh                       the full run (~10 minutes on 2 cores)
-#   scripts/bench.sh --smoke               ~10 s of load: every code path still works (CI runs this)
-#   scripts/bench.sh --targets ours,etcd-3 --workloads reserve --duration 20 --concurrency 128 --failover-trials 0
+# Prints markdown tables (README-ready); exits 1 when a target/workload had no successful operation or an error.
+#   scripts/bench.sh                       the full run (~25 minutes on 2 cores)
+#   scripts/bench.sh --smoke               every target and workload for about a second each (CI runs this)
+#   scripts/bench.sh --targets ours-3,etcd-1 --workloads reserve --duration 20 --concurrency 128 --failover-trials 0
 #   scripts/bench.sh --help                every option
-# Installs Debian's etcd-server when etcd is missing (needs root). Every process runs on 127.0.0.1 with free ports,
-# under one mktemp -d folder; on exit exactly the PIDs recorded there are stopped and the folder is removed.
+# Installs Debian's etcd-server (and postgresql) when missing (needs root). Every process runs on 127.0.0.1 with free
+# ports, under one mktemp -d folder (PostgreSQL's next to it: its server user must reach it); on exit exactly the
+# PIDs recorded there are stopped, the PostgreSQL server of that folder is stopped, and the folders are removed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,6 +25,16 @@ if ! command -v etcd >/dev/null 2>&1; then
   fi
 fi
 
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bench: installing postgresql from Debian"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+  else
+    echo "bench: PostgreSQL is not installed (apt-get install postgresql); target ours-3-pg needs it" >&2
+  fi
+fi
+
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ "$commit" != unknown ] && ! git diff --quiet HEAD -- 2>/dev/null; then commit="$commit+dirty"; fi
 export BENCH_COMMIT=$commit DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -29,9 +43,14 @@ dotnet build src/Coordinator.Service -c Release -v q -nologo >/dev/null
 dotnet build scripts/bench/CoordinatorBench -c Release -v q -nologo >/dev/null
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/coordinator-bench.XXXXXX")
+pg_dir="$dir-pg"
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  # The throwaway PostgreSQL of ours-3-pg, if the bench left it running: the script stops the server of that folder.
+  if [ -d "$pg_dir" ]; then
+    "$root/scripts/pg-throwaway.sh" stop "$pg_dir" >/dev/null 2>&1 && echo "bench: stopped leftover PostgreSQL ($pg_dir)" || true
+  fi
   # The bench stops what it started; if it died, stop the PIDs it recorded (etcd members, node services).
   for f in "$dir"/*/pids; do
     [ -f "$f" ] || continue
@@ -51,4 +70,4 @@ trap 'exit 143' TERM
 
 dotnet "$root/scripts/bench/CoordinatorBench/bin/Release/net10.0/CoordinatorBench.dll" \
   --service-dll "$root/src/Coordinator.Service/bin/Release/net10.0/Coordinator.Service.dll" --dir "$dir" \
-  --fast-profile "$root/hocon/fast-failover.hocon" "$@"
+  --fast-profile "$root/hocon/fast-failover.hocon" --pg-script "$root/scripts/pg-throwaway.sh" --pg-dir "$pg_dir" "$@"

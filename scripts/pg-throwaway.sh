@@ -4,6 +4,8 @@
 #   scripts/pg-throwaway.sh stop DIR         -> stop exactly the server whose data folder is DIR, remove DIR
 #   scripts/pg-throwaway.sh pause DIR        -> stop the server but keep its data (a database outage)
 #   scripts/pg-throwaway.sh resume DIR PORT  -> start it again on the same port
+# PG_THROWAWAY_DURABLE=1 (the benchmark): fsync=on, synchronous_commit=on, full_page_writes=on, so an acknowledged commit
+# is on disk; without it the tests' setting fsync=off (faster, not crash-safe).
 # Debian's postgresql package provides the binaries (.ci/run installs it when missing). As root, the server runs as
 # the 'postgres' user (PostgreSQL refuses to run as root). A start that fails prints the tail of the server's log (or of
 # initdb's) on stderr and exits non-zero.
@@ -18,7 +20,7 @@ log_tail() {
 start_server() {
   local port=$1
   if ! as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null; then
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir $durability -c max_connections=200" start >/dev/null; then
     log_tail "pg_ctl start (port $port)" "$dir/server.log"
     exit 1
   fi
@@ -36,6 +38,11 @@ as_owner() {
 }
 
 cmd=${1:?usage: start DIR PORT | stop DIR}
+if [ "${PG_THROWAWAY_DURABLE:-0}" = 1 ]; then
+  durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+else
+  durability="-c fsync=off"
+fi
 dir=${2:?data folder}
 bin=$(find_bin)
 

@@ -11,6 +11,8 @@ public enum OutcomeKind
     Unavailable,
     /// <summary>Anything else (a bug in the bench or the target): counted and reported, never hidden.</summary>
     Error,
+    /// <summary>Set by the driver only: still no definite answer when the operation's budget (10 s) ran out.</summary>
+    GivenUp,
 }
 
 /// <summary>

@@ -14,18 +14,28 @@ namespace CoordinatorBench.Etcd;
 /// <summary>
 /// etcd (1 or 3 members of the Debian etcd 3.4 on 127.0.0.1, default tuning: the baseline of the comparison), driven
 /// with dotnet-etcd. Every operation is the equivalent of the coordinator's atomic operation as ONE etcd transaction
-/// that compares the volume's usage key revision (optimistic concurrency, like etcd's STM) and writes the
-/// reservation and the new usage together, retrying on a failed compare (counted in <see cref="Outcome.Conflicts"/>).
-/// The failed branch reads back what the retry needs, so a conflict costs one round trip, not two.
+/// that compares the usage key's revision (optimistic concurrency, like etcd's STM) and writes the reservation and the
+/// new usage together, retrying on a failed compare (counted in <see cref="Outcome.Conflicts"/>). No read precedes a
+/// transaction: the usage value/revision and each reservation's value/revision come from a client-side cache (filled
+/// by this client's own successful transactions) or from the failed branch of the previous transaction, which reads
+/// back what the retry needs; so a conflict costs one round trip, and an operation without conflict exactly one,
+/// like ours (one HTTP request). A reservation the cache does not know costs one extra (failed) transaction.
 ///
-/// Keys: <c>/bench/csv/Volume1/usage</c> (used bytes), <c>/bench/csv/Volume1/res/{id}</c> (a reservation's bytes),
-/// <c>/bench/img/{id}/lock</c> (the fetch lease, attached to an etcd lease of 30 s) and <c>/bench/img/{id}/cached</c>.
+/// Two designs. Shared (etcd-N): one usage key per volume, every claim compares-and-swaps it (a hot key), the
+/// literal translation of our one ledger. Per node (etcd-N-pernode): the volume's capacity is split into one quota
+/// share per node and each node has its own usage key, which only that node's reservations compare-and-swap (what a
+/// partitioned quota policy would need); endpoint i plays node hv0{i+1}, and a reservation is always resized and
+/// released through the node that made it (as the workload does).
+///
+/// Keys: <c>/bench/csv/Volume1/usage</c> or <c>/bench/csv/Volume1/usage/hv0N</c> (used bytes),
+/// <c>/bench/csv/Volume1/res/{id}</c> (a reservation's bytes), <c>/bench/img/{id}/lock</c> (the fetch lease, attached
+/// to an etcd lease of 30 s) and <c>/bench/img/{id}/cached</c>.
 /// </summary>
 public sealed class EtcdTarget : ITarget
 {
     public const string Volume = "Volume1";
     private const string CsvPrefix = "/bench/csv/" + Volume + "/";
-    private const string UsageKey = CsvPrefix + "usage";
+    private const string SharedUsageKey = CsvPrefix + "usage";
     private const string ImgPrefix = "/bench/img/";
     private const long LeaseTtlSeconds = 30;
 
@@ -42,13 +52,19 @@ public sealed class EtcdTarget : ITarget
     private readonly ConcurrentDictionary<ulong, int> _memberIndex = new();
     private string _version = "3.4 (version not read yet)";
     private long _capacity = long.MaxValue;
+    private readonly bool _perNode;
+    // What this client last wrote or read of each reservation: (bytes, ModRevision). Saves the read before a resize
+    // or release; a stale entry only fails the transaction's compare, whose failed branch returns the fresh value.
+    private readonly ConcurrentDictionary<string, (long Bytes, long Rev)> _reservations = new();
 
     /// <param name="members">1 or 3 etcd members.</param>
     /// <param name="dir">Folder for the members' data folders, logs and the PID file (the caller deletes it).</param>
     /// <param name="opTimeout">Deadline of every single etcd call, and the bound of one operation's conflict retries.</param>
     /// <param name="etcdPath">The etcd binary.</param>
-    public EtcdTarget(int members, string dir, TimeSpan opTimeout, string etcdPath = "/usr/bin/etcd")
+    /// <param name="perNode">One usage key (and quota share) per node instead of one per volume.</param>
+    public EtcdTarget(int members, string dir, TimeSpan opTimeout, bool perNode = false, string etcdPath = "/usr/bin/etcd")
     {
+        _perNode = perNode;
         if (members < 1) throw new ArgumentOutOfRangeException(nameof(members));
         _members = members;
         _dir = Directory.CreateDirectory(dir).FullName;
@@ -63,10 +79,11 @@ public sealed class EtcdTarget : ITarget
         _m = Enumerable.Range(0, members).Select(i => new Member(_clientPorts[i])).ToArray();
     }
 
-    public string Name => $"etcd-{_members}";
+    public string Name => $"etcd-{_members}{(_perNode ? "-pernode" : "")}";
 
     public string Describe =>
-        $"etcd {_version} ({_etcd}), {_members} member{(_members == 1 ? "" : "s")} on 127.0.0.1, default tuning " +
+        $"etcd {_version} ({_etcd}), {_members} member{(_members == 1 ? "" : "s")} on 127.0.0.1, " +
+        $"{(_perNode ? $"usage key per node ({_members} quota shares)" : "one usage key per volume")}, default tuning " +
         $"(heartbeat 100 ms, election 1000 ms), fsync on (default), client ports {string.Join(",", _clientPorts)}, " +
         $"peer ports {string.Join(",", _peerPorts)}, data {_dir}";
 
@@ -134,8 +151,8 @@ public sealed class EtcdTarget : ITarget
                         m.Probe.PutAsync(new PutRequest { Key = B($"/bench/health/{_names[i]}"), Value = B(sw.ElapsedMilliseconds) },
                             deadline: Deadline(TimeSpan.FromSeconds(2)), cancellationToken: ct)));
                     // The workload clients too (after a restart their channel may still be in reconnect backoff).
-                    await Task.WhenAll(_m.Select(m =>
-                        m.Kv.GetAsync(new RangeRequest { Key = B(UsageKey) }, deadline: Deadline(TimeSpan.FromSeconds(2)), cancellationToken: ct)));
+                    await Task.WhenAll(_m.Select((m, i) =>
+                        m.Kv.GetAsync(new RangeRequest { Key = B(UsageKey(i)) }, deadline: Deadline(TimeSpan.FromSeconds(2)), cancellationToken: ct)));
                     return;
                 }
                 last = "leaders " + string.Join(",", statuses.Select(s => s.Leader.ToString("x", System.Globalization.CultureInfo.InvariantCulture)));
@@ -216,116 +233,147 @@ public sealed class EtcdTarget : ITarget
         clear.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = B(CsvPrefix), RangeEnd = B(PrefixEnd(CsvPrefix)) } });
         clear.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = B(ImgPrefix), RangeEnd = B(PrefixEnd(ImgPrefix)) } });
         await _m[0].Kv.TransactionAsync(clear, deadline: Deadline(TimeSpan.FromSeconds(30)), cancellationToken: ct);
-        var r = await _m[0].Kv.PutAsync(new PutRequest { Key = B(UsageKey), Value = B(0) }, deadline: Deadline(TimeSpan.FromSeconds(30)), cancellationToken: ct);
-        foreach (var m in _m) m.Reset(0, r.Header.Revision);
+        _reservations.Clear();
+        for (var i = 0; i < _members; i++)
+        {
+            if (i > 0 && !_perNode) { _m[i].Reset(0, _m[0].Rev); continue; }
+            var r = await _m[0].Kv.PutAsync(new PutRequest { Key = B(UsageKey(i)), Value = B(0) }, deadline: Deadline(TimeSpan.FromSeconds(30)), cancellationToken: ct);
+            _m[i].Reset(0, r.Header.Revision);
+        }
     }
 
     public Task<Outcome> ReserveAsync(int endpoint, string consumerId, long bytes) => Guard("reserve", async () =>
     {
         var m = _m[endpoint];
-        var key = ResKey(consumerId);
-        var (used, rev) = await UsageAsync(m);
+        var (key, usageKey, capacity) = (ResKey(consumerId), UsageKey(endpoint), Capacity);
+        var (used, rev) = await UsageAsync(m, usageKey);
         var conflicts = 0;
         var start = Stopwatch.GetTimestamp();
         while (true)
         {
             // Over capacity by the cached usage: the same compares with an empty Then, so a refusal is only given
             // against the current usage (a stale cache fails the compare and retries with the fresh value).
-            var fits = used + bytes <= _capacity;
+            var fits = used + bytes <= capacity;
             var txn = new TxnRequest();
-            txn.Compare.Add(ModEq(UsageKey, rev));
+            txn.Compare.Add(ModEq(usageKey, rev));
             txn.Compare.Add(CreateEq(key, 0));
             if (fits)
             {
                 txn.Success.Add(Put(key, bytes));
-                txn.Success.Add(Put(UsageKey, used + bytes));
+                txn.Success.Add(Put(usageKey, used + bytes));
             }
-            txn.Failure.Add(Range(UsageKey));
+            txn.Failure.Add(Range(usageKey));
             txn.Failure.Add(Range(key));
             var r = await m.Kv.TransactionAsync(txn, deadline: Deadline());
             if (r.Succeeded)
             {
                 if (!fits) return new Outcome(OutcomeKind.Refused, conflicts, Detail: "insufficient space");
                 m.Observe(used + bytes, r.Header.Revision);
+                _reservations[key] = (bytes, r.Header.Revision);
                 return new Outcome(OutcomeKind.Ok, conflicts);
             }
             (used, rev) = ObserveUsage(m, r, 0);
             if (RangeKv(r, 1) is { } existing) // a retry of an acknowledged reservation, or a clash of ids
+            {
+                _reservations[key] = (ParseLong(existing.Value), existing.ModRevision);
                 return ParseLong(existing.Value) == bytes
                     ? new Outcome(OutcomeKind.Ok, conflicts)
                     : new Outcome(OutcomeKind.Refused, conflicts, Detail: "exists with another size");
+            }
             if (GiveUp(++conflicts, start) is { } u) return u;
         }
     });
 
+    /// <summary>
+    /// Resize without a read first: the reservation's size and revision from the cache (0 when unknown: the compare
+    /// "ModRevision == 0" then succeeds only if it is absent, and otherwise fails and reads it back), the usage from
+    /// the member's cache; one transaction compares both and writes both.
+    /// </summary>
     public Task<Outcome> ResizeAsync(int endpoint, string consumerId, long bytes) => Guard("resize", async () =>
     {
         var m = _m[endpoint];
-        var key = ResKey(consumerId);
-        var (used, rev) = await UsageAsync(m);
-        var cur = await m.Kv.GetAsync(new RangeRequest { Key = B(key) }, deadline: Deadline());
-        if (cur.Kvs.Count == 0) return Outcome.Refused("absent");
-        var (old, resRev) = (ParseLong(cur.Kvs[0].Value), cur.Kvs[0].ModRevision);
+        var (key, usageKey, capacity) = (ResKey(consumerId), UsageKey(endpoint), Capacity);
+        var (used, rev) = await UsageAsync(m, usageKey);
+        var (old, resRev) = _reservations.TryGetValue(key, out var known) ? known : (0, 0);
         var conflicts = 0;
         var start = Stopwatch.GetTimestamp();
         while (true)
         {
             var delta = bytes - old;
-            if (delta == 0) return new Outcome(OutcomeKind.Ok, conflicts); // read linearizably just now: nothing to change
-            var fits = delta < 0 || used + delta <= _capacity;
+            var fits = delta <= 0 || used + delta <= capacity;
             var txn = new TxnRequest();
-            txn.Compare.Add(ModEq(UsageKey, rev));
             txn.Compare.Add(ModEq(key, resRev));
-            if (fits)
+            if (resRev != 0 && delta != 0)
             {
-                txn.Success.Add(Put(key, bytes));
-                txn.Success.Add(Put(UsageKey, used + delta));
+                txn.Compare.Add(ModEq(usageKey, rev));
+                if (fits)
+                {
+                    txn.Success.Add(Put(key, bytes));
+                    txn.Success.Add(Put(usageKey, used + delta));
+                }
             }
-            txn.Failure.Add(Range(UsageKey));
+            txn.Failure.Add(Range(usageKey));
             txn.Failure.Add(Range(key));
             var r = await m.Kv.TransactionAsync(txn, deadline: Deadline());
             if (r.Succeeded)
             {
+                if (resRev == 0) return new Outcome(OutcomeKind.Refused, conflicts, Detail: "absent");
+                if (delta == 0) return new Outcome(OutcomeKind.Ok, conflicts); // unchanged at this revision: nothing to write
                 if (!fits) return new Outcome(OutcomeKind.Refused, conflicts, Detail: "insufficient space");
                 m.Observe(used + delta, r.Header.Revision);
+                _reservations[key] = (bytes, r.Header.Revision);
                 return new Outcome(OutcomeKind.Ok, conflicts);
             }
             (used, rev) = ObserveUsage(m, r, 0);
-            if (RangeKv(r, 1) is not { } res) return new Outcome(OutcomeKind.Refused, conflicts, Detail: "absent");
+            if (RangeKv(r, 1) is not { } res)
+            {
+                _reservations.TryRemove(key, out _);
+                return new Outcome(OutcomeKind.Refused, conflicts, Detail: "absent");
+            }
             (old, resRev) = (ParseLong(res.Value), res.ModRevision);
+            _reservations[key] = (old, resRev);
             if (GiveUp(++conflicts, start) is { } u) return u;
         }
     });
 
+    /// <summary>Release without a read first, like <see cref="ResizeAsync"/>: one transaction when the cache is right.</summary>
     public Task<Outcome> ReleaseAsync(int endpoint, string consumerId) => Guard("release", async () =>
     {
         var m = _m[endpoint];
-        var key = ResKey(consumerId);
-        var (used, rev) = await UsageAsync(m);
-        var cur = await m.Kv.GetAsync(new RangeRequest { Key = B(key) }, deadline: Deadline());
-        // Absent: nothing to release. Ours answers 404 (a definite answer); the same kind here.
-        if (cur.Kvs.Count == 0) return Outcome.Refused("absent");
-        var (held, resRev) = (ParseLong(cur.Kvs[0].Value), cur.Kvs[0].ModRevision);
+        var (key, usageKey) = (ResKey(consumerId), UsageKey(endpoint));
+        var (used, rev) = await UsageAsync(m, usageKey);
+        var (held, resRev) = _reservations.TryGetValue(key, out var known) ? known : (0, 0);
         var conflicts = 0;
         var start = Stopwatch.GetTimestamp();
         while (true)
         {
             var txn = new TxnRequest();
-            txn.Compare.Add(ModEq(UsageKey, rev));
             txn.Compare.Add(ModEq(key, resRev));
-            txn.Success.Add(Delete(key));
-            txn.Success.Add(Put(UsageKey, used - held));
-            txn.Failure.Add(Range(UsageKey));
+            if (resRev != 0)
+            {
+                txn.Compare.Add(ModEq(usageKey, rev));
+                txn.Success.Add(Delete(key));
+                txn.Success.Add(Put(usageKey, used - held));
+            }
+            txn.Failure.Add(Range(usageKey));
             txn.Failure.Add(Range(key));
             var r = await m.Kv.TransactionAsync(txn, deadline: Deadline());
             if (r.Succeeded)
             {
+                // Absent (the compare "ModRevision == 0" held): nothing to release. Ours answers 404, the same kind here.
+                if (resRev == 0) return new Outcome(OutcomeKind.Refused, conflicts, Detail: "absent");
                 m.Observe(used - held, r.Header.Revision);
+                _reservations.TryRemove(key, out _);
                 return new Outcome(OutcomeKind.Ok, conflicts);
             }
             (used, rev) = ObserveUsage(m, r, 0);
-            if (RangeKv(r, 1) is not { } res) return new Outcome(OutcomeKind.Refused, conflicts, Detail: "absent");
+            if (RangeKv(r, 1) is not { } res)
+            {
+                _reservations.TryRemove(key, out _);
+                return new Outcome(OutcomeKind.Refused, conflicts, Detail: "absent");
+            }
             (held, resRev) = (ParseLong(res.Value), res.ModRevision);
+            _reservations[key] = (held, resRev);
             if (GiveUp(++conflicts, start) is { } u) return u;
         }
     });
@@ -333,7 +381,7 @@ public sealed class EtcdTarget : ITarget
     public Task<Outcome> ReadQuotaAsync(int endpoint, string node) => Guard("quota", async () =>
     {
         var m = _m[endpoint];
-        var r = await m.Kv.GetAsync(new RangeRequest { Key = B(UsageKey), Serializable = false }, deadline: Deadline());
+        var r = await m.Kv.GetAsync(new RangeRequest { Key = B(UsageKey(endpoint)), Serializable = false }, deadline: Deadline());
         if (r.Kvs.Count > 0) m.Observe(ParseLong(r.Kvs[0].Value), r.Kvs[0].ModRevision);
         return Outcome.Ok;
     });
@@ -397,22 +445,23 @@ public sealed class EtcdTarget : ITarget
         var m = _m[endpoint];
         var (lockKey, cachedKey) = (ImgKey(imageId, "lock"), ImgKey(imageId, "cached"));
         var lease = await m.Kv.LeaseGrantAsync(new LeaseGrantRequest { TTL = LeaseTtlSeconds }, deadline: Deadline());
-        var (used, rev) = await UsageAsync(m);
+        var (usageKey, capacity) = (UsageKey(endpoint), Capacity);
+        var (used, rev) = await UsageAsync(m, usageKey);
         var conflicts = 0;
         var start = Stopwatch.GetTimestamp();
         while (true)
         {
-            var fits = used + size <= _capacity;
+            var fits = used + size <= capacity;
             var txn = new TxnRequest();
             txn.Compare.Add(CreateEq(lockKey, 0));
             txn.Compare.Add(CreateEq(cachedKey, 0));
-            txn.Compare.Add(ModEq(UsageKey, rev));
+            txn.Compare.Add(ModEq(usageKey, rev));
             if (fits)
             {
                 txn.Success.Add(Put(lockKey, B($"hv{endpoint + 1:00}"), lease.ID));
-                txn.Success.Add(Put(UsageKey, used + size));
+                txn.Success.Add(Put(usageKey, used + size));
             }
-            txn.Failure.Add(Range(UsageKey));
+            txn.Failure.Add(Range(usageKey));
             txn.Failure.Add(Range(lockKey));
             txn.Failure.Add(Range(cachedKey));
             var r = await m.Kv.TransactionAsync(txn, deadline: Deadline());
@@ -520,6 +569,12 @@ public sealed class EtcdTarget : ITarget
 
     private static string ResKey(string id) => CsvPrefix + "res/" + id;
 
+    /// <summary>The usage key endpoint <paramref name="endpoint"/>'s claims compare-and-swap: the volume's, or its node's.</summary>
+    private string UsageKey(int endpoint) => _perNode ? $"{CsvPrefix}usage/hv{endpoint + 1:00}" : SharedUsageKey;
+
+    /// <summary>What one usage key may reach: the volume's capacity, or a node's equal share of it.</summary>
+    private long Capacity => _perNode ? _capacity / _members : _capacity;
+
     private static string ImgKey(string imageId, string leaf) => ImgPrefix + imageId + "/" + leaf;
 
     private static string PrefixEnd(string prefix) => prefix[..^1] + (char)(prefix[^1] + 1);
@@ -541,10 +596,10 @@ public sealed class EtcdTarget : ITarget
             : null;
 
     /// <summary>The member's cached (used, modRevision) of the usage key; the first call reads it (linearizable).</summary>
-    private async Task<(long Used, long Rev)> UsageAsync(Member m)
+    private async Task<(long Used, long Rev)> UsageAsync(Member m, string usageKey)
     {
         if (m.TryGet(out var used, out var rev)) return (used, rev);
-        var r = await m.Kv.GetAsync(new RangeRequest { Key = B(UsageKey) }, deadline: Deadline());
+        var r = await m.Kv.GetAsync(new RangeRequest { Key = B(usageKey) }, deadline: Deadline());
         if (r.Kvs.Count == 0) return (0, 0); // not prepared: ModRevision 0 compares as "absent"
         m.Observe(ParseLong(r.Kvs[0].Value), r.Kvs[0].ModRevision);
         return (ParseLong(r.Kvs[0].Value), r.Kvs[0].ModRevision);
@@ -640,6 +695,11 @@ public sealed class EtcdTarget : ITarget
                 if (_known && rev <= _rev) return;
                 (_used, _rev, _known) = (used, rev, true);
             }
+        }
+
+        public long Rev
+        {
+            get { lock (_gate) return _rev; }
         }
 
         public void Reset(long used, long rev)

@@ -28,9 +28,14 @@ public sealed class CoordinatorTarget : ITarget
     private readonly int[] _akkaPorts;
     private readonly string[] _names;
     private long _fetchers;
+    private readonly string _journal;
 
-    public CoordinatorTarget(int nodes, string dir, string serviceDll, TimeSpan opTimeout, string? postgres = null, string extraHocon = "", string? name = null)
+    public CoordinatorTarget(int nodes, string dir, string serviceDll, TimeSpan opTimeout, string? postgres = null, string extraHocon = "", string? name = null,
+        string? journal = null)
     {
+        _journal = journal ?? (postgres is null
+            ? "SQLite, one file shared by the nodes (one durable copy; SQLite defaults: rollback journal, synchronous=FULL, an fsync per commit)"
+            : "PostgreSQL");
         Name = name ?? $"ours-{nodes}";
         _nodes = nodes;
         _dir = Directory.CreateDirectory(dir).FullName;
@@ -54,7 +59,7 @@ public sealed class CoordinatorTarget : ITarget
     public string Name { get; }
 
     public string Describe =>
-        $"{_nodes} Coordinator.Service processes (Akka.NET 1.5.73, {(_extraHocon.Length == 0 ? "default HOCON" : "fast-failover profile")}, journal {(_postgres is null ? "SQLite (shared file)" : "PostgreSQL")}, " +
+        $"{_nodes} Coordinator.Service processes (Akka.NET 1.5.73, {(_extraHocon.Length == 0 ? "default HOCON" : "fast-failover profile")}, journal {_journal}, " +
         $"HTTP ports {string.Join(",", _httpPorts)}), data {_dir}";
 
     public int Endpoints => _nodes;
@@ -308,12 +313,12 @@ public sealed class CoordinatorTarget : ITarget
         }
     }
 
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
-        foreach (var p in _procs) p?.Stop(TimeSpan.FromSeconds(15));
+        // Every node at once (SIGTERM, then SIGKILL after the grace): a graceful leave each, not one after the other.
+        await Task.WhenAll(_procs.Select(p => Task.Run(() => p?.Stop(TimeSpan.FromSeconds(15)))));
         foreach (var p in _procs) p?.Dispose();
         _http.Dispose();
-        return ValueTask.CompletedTask;
     }
 
 }
