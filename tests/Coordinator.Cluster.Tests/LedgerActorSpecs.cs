@@ -159,6 +159,23 @@ public abstract class LedgerActorSpecs : IDisposable
         Assert.Equal(highest - snapshotAt, recovery.EventsReplayed);
     }
 
+    private static string ReservationsOf(IEnumerable<string> consumers) => string.Join(",", consumers.Order());
+
+    /// <summary>Both lease clocks, standing still until the spec moves them.</summary>
+    private sealed class ManualClock
+    {
+        private static readonly DateTimeOffset Start = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        private long _ticks;
+
+        public ClockReading Read()
+        {
+            var elapsed = TimeSpan.FromTicks(Interlocked.Read(ref _ticks));
+            return new ClockReading(elapsed, Start + elapsed);
+        }
+
+        public void Advance(TimeSpan by) => Interlocked.Add(ref _ticks, by.Ticks);
+    }
+
     private Task<long> HighestSequenceNr() =>
         Journal.ScalarAsync("SELECT MAX(sequence_number) FROM journal WHERE persistence_id = @pid", ("@pid", LedgerActor.PersistenceIdValue));
 
@@ -219,19 +236,24 @@ public abstract class LedgerActorSpecs : IDisposable
     {
         // The wait must outlast the steps between the stale ledger's failed barrier and the restarted incarnation's
         // question below with room to spare on a loaded CI machine (2 s once left 8 ms).
-        var settings = Settings() with { ReadLease = TimeSpan.FromMilliseconds(300), WaitAfterWriteFailure = TimeSpan.FromSeconds(5) };
+        // The lease runs on a clock the spec moves: it stands still (the lease holds) until the "pause" is over.
+        var clock = new ManualClock();
+        var settings = Settings() with { ReadLease = TimeSpan.FromMinutes(1), WaitAfterWriteFailure = TimeSpan.FromSeconds(15), LeaseClock = clock.Read };
         var (sys1, stale) = StartIncarnation(settings);
         Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
         // Its first volume scan (a timer, 100 ms after recovery) is recorded before the "pause": a paused process
         // writes nothing, and a scan landing after the newer ledger read the journal would race its first write.
         // Scanning now records it; the timer's scan then finds nothing changed and writes nothing.
         Assert.Null((await Ask<VolumeReply>(stale, new RescanVolume("Volume1"))).Error);
-        // Within its lease the leader answers from memory.
+        // Within its lease the leader answers from memory: nothing is written for it.
+        var written = await HighestSequenceNr();
         Assert.Equal(ReserveStatus.Unchanged, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
+        Assert.Equal(ReservationsOf(["vm1"]), ReservationsOf((await Ask<ReservationsReply>(stale, new GetReservations("Volume1"))).Reservations.Select(r => r.ConsumerId)));
+        Assert.Equal(written, await HighestSequenceNr());
 
         var (_, leader) = StartIncarnation(settings, "ledger-new");
         Assert.Equal(ReleaseStatus.Released, (await Ask<ReleaseReply>(leader, new ReleaseCommand("Volume1", "vm1"))).Outcome.Status);
-        await Task.Delay(500); // past the stale one's 300 ms lease: it was "paused" meanwhile
+        clock.Advance(TimeSpan.FromMinutes(1) + TimeSpan.FromMilliseconds(1)); // past the stale one's lease: it was "paused" meanwhile
 
         // From stale memory these would be "Unchanged" and a list holding vm1: neither may be answered at all.
         var terminated = stale.WatchAsync();
@@ -250,7 +272,7 @@ public abstract class LedgerActorSpecs : IDisposable
         var restartedStopped = restarted.WatchAsync();
         await Assert.ThrowsAsync<AskTimeoutException>(() => restarted.Ask<LeaderReply>(GetLeader.Instance, TimeSpan.FromSeconds(1)));
         Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(leader, Reserve("vm3", GiB))).Outcome.Status);
-        Assert.True(await restartedStopped.WaitAsync(TimeSpan.FromSeconds(10)), "the standing-down incarnation stops after its wait");
+        Assert.True(await restartedStopped.WaitAsync(TimeSpan.FromSeconds(60)), "the standing-down incarnation stops after its wait");
 
         // Past the wait an incarnation serves again, from the whole journal.
         var later = sys1.ActorOf(LedgerActor.Props(settings), "ledger-later");
