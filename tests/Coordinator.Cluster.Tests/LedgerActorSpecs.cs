@@ -57,7 +57,8 @@ public abstract class LedgerActorSpecs : IDisposable
 
     private static async Task StopAsync(ActorSystem system) => await system.Terminate();
 
-    private static Task<T> Ask<T>(IActorRef ledger, ILedgerRequest r) => ledger.Ask<T>(r, TimeSpan.FromSeconds(20));
+    // Generous: 200 concurrent claims on a loaded machine once needed more than 20 s; a lost answer still fails.
+    private static Task<T> Ask<T>(IActorRef ledger, ILedgerRequest r) => ledger.Ask<T>(r, TimeSpan.FromSeconds(60));
 
     private static ReserveCommand Reserve(string consumer, long bytes, string node = "hv1") =>
         new(new ReserveRequest("Volume1", consumer, node, bytes));
