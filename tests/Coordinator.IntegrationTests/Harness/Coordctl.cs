@@ -104,12 +104,11 @@ public static class Coordctl
             }
         }
 
-        /// <summary>SIGINT, then the result (SIGKILL if it does not stop within 30 s: on a loaded machine a .NET
-        /// process took more than 10 s to wind down).</summary>
+        /// <summary>SIGINT, then the result (SIGKILL if it does not stop within 10 s).</summary>
         public async Task<Result> InterruptAsync()
         {
             if (!_process.HasExited) LocalCluster.Signal(_process.Id, "INT");
-            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
             try { await _process.WaitForExitAsync(cts.Token); }
             catch (OperationCanceledException)
             {
