@@ -57,7 +57,8 @@ public abstract class LedgerActorSpecs : IDisposable
 
     private static async Task StopAsync(ActorSystem system) => await system.Terminate();
 
-    private static Task<T> Ask<T>(IActorRef ledger, ILedgerRequest r) => ledger.Ask<T>(r, TimeSpan.FromSeconds(20));
+    // Generous: 200 concurrent claims on a loaded machine once needed more than 20 s; a lost answer still fails.
+    private static Task<T> Ask<T>(IActorRef ledger, ILedgerRequest r) => ledger.Ask<T>(r, TimeSpan.FromSeconds(60));
 
     private static ReserveCommand Reserve(string consumer, long bytes, string node = "hv1") =>
         new(new ReserveRequest("Volume1", consumer, node, bytes));
@@ -115,6 +116,11 @@ public abstract class LedgerActorSpecs : IDisposable
         Assert.Equal(0, v.FreeBytes);
     }
 
+    /// <summary>
+    /// The state comes back from the snapshot, not from the events: once the system stopped, every event before the
+    /// latest snapshot is deleted from the journal. Replaying events alone would now lose most claims; the ledger must
+    /// load the snapshot and replay only the events after it (its recovery figures say which and how many).
+    /// </summary>
     [SkippableFact]
     public async Task Recovery_from_a_snapshot_gives_the_same_state()
     {
@@ -125,14 +131,57 @@ public abstract class LedgerActorSpecs : IDisposable
         await Ask<ReleaseReply>(ledger, new ReleaseCommand("Volume1", "vm3"));
         await Ask<ReserveReply>(ledger, Reserve("vm5", 1 * GiB)); // a resize
         var before = await Ask<ReservationsReply>(ledger, new GetReservations("Volume1"));
-        await Task.Delay(500); // let the last snapshot land; recovery is correct either way
+        // Snapshots are saved asynchronously: stop once the latest one is the same at three reads in a row.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        var (seen, same) = (-1L, 0);
+        while (same < 2)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the snapshots did not settle within 30 s (latest {seen})");
+            await Task.Delay(200);
+            var now = await LatestSnapshot();
+            same = now == seen && now > 0 ? same + 1 : 0;
+            seen = now;
+        }
         await StopAsync(sys1);
+
+        var snapshotAt = await LatestSnapshot();
+        var highest = await HighestSequenceNr();
+        Assert.True(snapshotAt >= 20, $"snapshots every five events over 25 writes: the latest is at {snapshotAt}");
+        var deleted = await Journal.ExecuteAsync("DELETE FROM journal WHERE persistence_id = @pid AND sequence_number < @seq",
+            ("@pid", LedgerActor.PersistenceIdValue), ("@seq", snapshotAt));
+        Assert.Equal(snapshotAt - 1, deleted);
 
         var (_, ledger2) = StartIncarnation(settings);
         var after = await Ask<ReservationsReply>(ledger2, new GetReservations("Volume1"));
         Assert.Equal(2, after.Epoch);
         Assert.Equal(before.Reservations.OrderBy(r => r.ConsumerId), after.Reservations.OrderBy(r => r.ConsumerId));
+        var recovery = (await Ask<LeaderReply>(ledger2, GetLeader.Instance)).Recovery!;
+        Assert.Equal(snapshotAt, recovery.SnapshotSequenceNr);
+        Assert.Equal(highest - snapshotAt, recovery.EventsReplayed);
     }
+
+    private static string ReservationsOf(IEnumerable<string> consumers) => string.Join(",", consumers.Order());
+
+    /// <summary>Both lease clocks, standing still until the spec moves them.</summary>
+    private sealed class ManualClock
+    {
+        private static readonly DateTimeOffset Start = new(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
+        private long _ticks;
+
+        public ClockReading Read()
+        {
+            var elapsed = TimeSpan.FromTicks(Interlocked.Read(ref _ticks));
+            return new ClockReading(elapsed, Start + elapsed);
+        }
+
+        public void Advance(TimeSpan by) => Interlocked.Add(ref _ticks, by.Ticks);
+    }
+
+    private Task<long> HighestSequenceNr() =>
+        Journal.ScalarAsync("SELECT MAX(sequence_number) FROM journal WHERE persistence_id = @pid", ("@pid", LedgerActor.PersistenceIdValue));
+
+    private Task<long> LatestSnapshot() =>
+        Journal.ScalarAsync("SELECT MAX(sequence_number) FROM snapshot WHERE persistence_id = @pid", ("@pid", LedgerActor.PersistenceIdValue));
 
     [SkippableFact]
     public async Task Rescan_measures_the_volume_and_counts_unowned_files()
@@ -188,19 +237,24 @@ public abstract class LedgerActorSpecs : IDisposable
     {
         // The wait must outlast the steps between the stale ledger's failed barrier and the restarted incarnation's
         // question below with room to spare on a loaded CI machine (2 s once left 8 ms).
-        var settings = Settings() with { ReadLease = TimeSpan.FromMilliseconds(300), WaitAfterWriteFailure = TimeSpan.FromSeconds(5) };
+        // The lease runs on a clock the spec moves: it stands still (the lease holds) until the "pause" is over.
+        var clock = new ManualClock();
+        var settings = Settings() with { ReadLease = TimeSpan.FromMinutes(1), WaitAfterWriteFailure = TimeSpan.FromSeconds(15), LeaseClock = clock.Read };
         var (sys1, stale) = StartIncarnation(settings);
         Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
         // Its first volume scan (a timer, 100 ms after recovery) is recorded before the "pause": a paused process
         // writes nothing, and a scan landing after the newer ledger read the journal would race its first write.
         // Scanning now records it; the timer's scan then finds nothing changed and writes nothing.
         Assert.Null((await Ask<VolumeReply>(stale, new RescanVolume("Volume1"))).Error);
-        // Within its lease the leader answers from memory.
+        // Within its lease the leader answers from memory: nothing is written for it.
+        var written = await HighestSequenceNr();
         Assert.Equal(ReserveStatus.Unchanged, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
+        Assert.Equal(ReservationsOf(["vm1"]), ReservationsOf((await Ask<ReservationsReply>(stale, new GetReservations("Volume1"))).Reservations.Select(r => r.ConsumerId)));
+        Assert.Equal(written, await HighestSequenceNr());
 
         var (_, leader) = StartIncarnation(settings, "ledger-new");
         Assert.Equal(ReleaseStatus.Released, (await Ask<ReleaseReply>(leader, new ReleaseCommand("Volume1", "vm1"))).Outcome.Status);
-        await Task.Delay(500); // past the stale one's 300 ms lease: it was "paused" meanwhile
+        clock.Advance(TimeSpan.FromMinutes(1) + TimeSpan.FromMilliseconds(1)); // past the stale one's lease: it was "paused" meanwhile
 
         // From stale memory these would be "Unchanged" and a list holding vm1: neither may be answered at all.
         var terminated = stale.WatchAsync();
@@ -219,7 +273,7 @@ public abstract class LedgerActorSpecs : IDisposable
         var restartedStopped = restarted.WatchAsync();
         await Assert.ThrowsAsync<AskTimeoutException>(() => restarted.Ask<LeaderReply>(GetLeader.Instance, TimeSpan.FromSeconds(1)));
         Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(leader, Reserve("vm3", GiB))).Outcome.Status);
-        Assert.True(await restartedStopped.WaitAsync(TimeSpan.FromSeconds(10)), "the standing-down incarnation stops after its wait");
+        Assert.True(await restartedStopped.WaitAsync(TimeSpan.FromSeconds(60)), "the standing-down incarnation stops after its wait");
 
         // Past the wait an incarnation serves again, from the whole journal.
         var later = sys1.ActorOf(LedgerActor.Props(settings), "ledger-later");

@@ -24,6 +24,13 @@ public sealed class PromptSplitBrainResolverSpecs(ITestOutputHelper output) : ID
     }
 
     [Fact]
+    public void The_tick_interval_is_read_from_configuration()
+    {
+        var system = Start("coordinator.split-brain-resolver.tick-interval = 250ms", out _);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), new PromptSplitBrainResolverProvider(system, Akka.Cluster.Cluster.Get(system)).TickInterval);
+    }
+
+    [Fact]
     public void A_configuration_without_a_positive_tick_interval_is_refused()
     {
         var system = Start("coordinator.split-brain-resolver.tick-interval = 0s", out _);
@@ -54,6 +61,58 @@ public sealed class PromptSplitBrainResolverSpecs(ITestOutputHelper output) : ID
             "the victim removed on both survivors");
         output.WriteLine($"victim removed {sw.ElapsedMilliseconds} ms after its ActorSystem stopped");
         Assert.All(new[] { first, second }, s => Assert.Equal(MemberStatus.Up, Akka.Cluster.Cluster.Get(s).SelfMember.Status));
+    }
+
+    /// <summary>
+    /// The speed-up itself, on a virtual clock: Akka's SBR notices a passed stable-after deadline only when its tick
+    /// arrives, on its own once a second; under the provider the tick reaches it every tick-interval. A probe stands in
+    /// for Akka's SBR and counts the ticks of Akka's own type while the test scheduler advances three seconds.
+    /// </summary>
+    [Theory]
+    [InlineData(100, 10)]
+    [InlineData(250, 4)]
+    [InlineData(1000, 1)]
+    public async Task Akkas_sbr_receives_its_tick_every_tick_interval(int intervalMs, int ticksPerSecond)
+    {
+        Assert.NotNull(PromptSplitBrainResolverProvider.AkkaSbrTick);
+        var system = ActorSystem.Create("sbr-tick-spec", ConfigurationFactory.ParseString("""
+            akka.scheduler.implementation = "Akka.TestKit.TestScheduler, Akka.TestKit"
+            akka.loglevel = WARNING
+            """));
+        _systems.Add(system);
+        var scheduler = (Akka.TestKit.TestScheduler)system.Scheduler;
+        var ticks = System.Threading.Channels.Channel.CreateUnbounded<object>();
+        var ticker = system.ActorOf(PromptSplitBrainResolverProvider.TickerProps(
+            Props.Create(() => new TickCounter(ticks.Writer)), TimeSpan.FromMilliseconds(intervalMs)), "downingProvider");
+        // The ticker creates its child and starts its timer in PreStart, before it handles any message: once it has
+        // answered, the timer is scheduled and the virtual clock may move.
+        await ticker.Ask<ActorIdentity>(new Identify(null), TimeSpan.FromSeconds(30));
+        await system.ActorSelection(ticker.Path / "sbr").ResolveOne(TimeSpan.FromSeconds(30));
+
+        var received = new List<object>();
+        for (var second = 1; second <= 3; second++)
+        {
+            // 10 ms steps: a repeating timer fires once per due time, however the scheduler batches.
+            for (var i = 0; i < 100; i++) scheduler.Advance(TimeSpan.FromMilliseconds(10));
+            var expected = second * ticksPerSecond;
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while (received.Count < expected && DateTime.UtcNow < deadline)
+            {
+                using var wait = new CancellationTokenSource(deadline - DateTime.UtcNow);
+                try { received.Add(await ticks.Reader.ReadAsync(wait.Token)); } catch (OperationCanceledException) { }
+            }
+            // Nothing beyond the due ticks: the virtual clock stands still while the test waits.
+            await Task.Delay(200);
+            while (ticks.Reader.TryRead(out var extra)) received.Add(extra);
+            Assert.Equal(expected, received.Count);
+        }
+        Assert.All(received, t => Assert.Same(PromptSplitBrainResolverProvider.AkkaSbrTick, t));
+    }
+
+    /// <summary>Stands in for Akka's SBR: hands on whatever it receives.</summary>
+    private sealed class TickCounter(System.Threading.Channels.ChannelWriter<object> ticks) : UntypedActor
+    {
+        protected override void OnReceive(object message) => ticks.TryWrite(message);
     }
 
     private ActorSystem Start(string extra, out Address address)

@@ -85,7 +85,18 @@ public sealed class ImageCacheTests(ITestOutputHelper output) : IAsyncLifetime
         var lease = images.GetProperty("leases").EnumerateArray().Single(l => l.GetProperty("imageId").GetString() == image.Id);
         Assert.Equal(first.Name, lease.GetProperty("holder").GetString());
         var firstToken = lease.GetProperty("fencingToken").GetInt64();
-        await Task.Delay(1000); // let the waiters register
+        // The waiters are registered (the lease lists both other nodes) before the holder dies.
+        var others = _cluster.Nodes.Where(n => n != first).Select(n => n.Name).Order().ToList();
+        var registered = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var leases = (await _cluster.Http.GetFromJsonAsync<JsonElement>(_cluster.Url(_cluster.Nodes[0], "/v1/images"))).GetProperty("leases");
+            var waiting = leases.EnumerateArray().Single(l => l.GetProperty("imageId").GetString() == image.Id)
+                .GetProperty("waiters").EnumerateArray().Select(w => w.GetString()!).Order().ToList();
+            if (waiting.SequenceEqual(others)) break;
+            Assert.True(DateTime.UtcNow < registered, $"waiters not registered within 30 s: [{string.Join(", ", waiting)}]");
+            await Task.Delay(200);
+        }
         output.WriteLine($"holder {first.Name} (token {firstToken}) killed with SIGKILL after {_glance.BytesServed(image.Id) / MiB} MiB");
         _cluster.Kill(first);
         await Assert.ThrowsAnyAsync<Exception>(() => firstCall);

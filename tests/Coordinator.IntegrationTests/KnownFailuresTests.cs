@@ -137,7 +137,9 @@ public sealed class KnownFailuresTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public async Task A_vm_bouncing_between_nodes_ends_with_one_owner_one_claim_and_settled_events()
     {
-        var c = Start(3, "hv");
+        // The settle window must span the whole bounce (24 writes to the simulator's database), also when a loaded
+        // machine spreads them out: 3 s rather than 1 s.
+        var c = Start(3, "hv", cl => { foreach (var n in cl.Nodes) cl.AppendConfig(n, "coordinator.hyperv.owner-settle = 3s"); });
         await c.WaitReadyAsync(c.Nodes, TimeSpan.FromSeconds(90));
         await Eventually(async () => (await c.Http.GetFromJsonAsync<JsonElement>(c.Url(c.Nodes[0], "/v1/nodes"))).GetProperty("nodes").GetArrayLength() == 3, "nodes report");
         using (var r = await Spawn(c, c.Nodes[0], "bouncer")) Assert.Equal(HttpStatusCode.Created, r.StatusCode);
@@ -145,8 +147,18 @@ public sealed class KnownFailuresTests(ITestOutputHelper output) : IDisposable
 
         // CSV trouble: the group bounces 12 times through Pending, ending Online on hv03.
         Sim(c).Bounce("bouncer", ["hv02", "hv01", "hv03"], times: 4);
-        await Eventually(async () => (await Vm(c, "bouncer"))?.GetProperty("node").GetString() == "hv03", "the ledger follows the final owner");
-        await Task.Delay(3000); // let any late observation arrive
+        // Settled: the ledger has the final owner, the feed its arrival, and the feed then stays the same for two
+        // settle windows (a late observation from any node would show within one).
+        var (seen, quietSince) = ("", DateTime.UtcNow);
+        await Eventually(async () =>
+        {
+            var events = await Feed(c, head, "bouncer");
+            var now = string.Join(";", events.Select(e => e.ToString()));
+            if (now != seen) (seen, quietSince) = (now, DateTime.UtcNow);
+            return (await Vm(c, "bouncer"))?.GetProperty("node").GetString() == "hv03"
+                   && events.Any(e => e.GetProperty("node").GetString() == "hv03" && e.GetProperty("kind").GetString() == "arrived")
+                   && DateTime.UtcNow - quietSince > TimeSpan.FromSeconds(6);
+        }, "the ledger follows the final owner and its events settle", 90);
         Assert.Equal("hv03", (await Vm(c, "bouncer"))!.Value.GetProperty("node").GetString());
         var claims = await Claims(c);
         Assert.Equal("hv03", claims["bouncer"]);

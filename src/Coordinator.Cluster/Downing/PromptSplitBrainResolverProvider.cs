@@ -51,15 +51,13 @@ public sealed class PromptSplitBrainResolverProvider : IDowningProvider
 
     public TimeSpan DownRemovalMargin => _akka.DownRemovalMargin;
 
-    public Props DowningActorProps
-    {
-        get
-        {
-            var sbr = _akka.DowningActorProps;
-            var interval = _tickInterval;
-            return Props.Create(() => new SbrTicker(sbr, interval));
-        }
-    }
+    /// <summary>How often Akka's SBR is ticked (<c>coordinator.split-brain-resolver.tick-interval</c>).</summary>
+    internal TimeSpan TickInterval => _tickInterval;
+
+    public Props DowningActorProps => TickerProps(_akka.DowningActorProps, _tickInterval);
+
+    /// <summary>The parent that starts <paramref name="sbr"/> as its child "sbr" and sends it Akka's tick every <paramref name="interval"/>.</summary>
+    internal static Props TickerProps(Props sbr, TimeSpan interval) => Props.Create(() => new SbrTicker(sbr, interval));
 
     /// <summary>Parent of Akka's SBR actor: forwards Akka's tick to it at the configured interval.</summary>
     private sealed class SbrTicker : UntypedActor, IWithTimers

@@ -24,6 +24,9 @@ public sealed record LedgerSettings(
     /// <summary>After a failed write, how long a new incarnation on this node waits before it serves.</summary>
     public TimeSpan WaitAfterWriteFailure { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>The clocks the read lease is measured on; null: the Stopwatch and the wall clock (specs move it by hand).</summary>
+    public Func<ClockReading>? LeaseClock { get; init; }
+
     public static LedgerSettings From(CoordinatorSettings s) => new(
         s.NodeName,
         s.Volumes.Select(v => new ResolvedVolume(v.Name, v.Path,
@@ -101,7 +104,7 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         _whenDrained = _keepServing;
     }
 
-    private static ClockReading Now() => new(System.Diagnostics.Stopwatch.GetElapsedTime(0), DateTimeOffset.UtcNow);
+    private ClockReading Now() => _settings.LeaseClock?.Invoke() ?? new(System.Diagnostics.Stopwatch.GetElapsedTime(0), DateTimeOffset.UtcNow);
 
     public static Props Props(LedgerSettings settings) => Akka.Actor.Props.Create(() => new LedgerActor(settings));
 

@@ -49,7 +49,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         Receive<IVmCommand>(c => Child(c.Name).Forward(c));
         Receive<OwnerSeen>(OnOwnerSeen);
         Receive<SettleCheck>(c => SettleAsync(c.Vm).PipeTo(Self, success: () => Done.Instance, failure: ex => new Failed("settle " + c.Vm, ex)));
-        Receive<ReconcileTick>(_ => ReconcileAsync().PipeTo(Self, success: () => Done.Instance, failure: ex => new Failed("reconcile", ex)));
+        Receive<ReconcileTick>(_ => ReadForReconcileAsync().PipeTo(Self, failure: ex => new Failed("reconcile", ex)));
+        Receive<ReconcileRead>(r => ReportAsync(Settled(r)).PipeTo(Self, success: () => Done.Instance, failure: ex => new Failed("reconcile", ex)));
         Receive<DrainNode>(d => StartDrain(d));
         Receive<DrainFinished>(_ => _draining = false);
         Receive<Failed>(f => _log.Warning("{0} failed: {1}", f.What, f.Cause.GetBaseException().Message));
@@ -112,10 +113,10 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>
-    /// Reports capacity and the host's VMs; clusters any VM found unclustered on this host (it arrived from outside);
-    /// tells the ledger the settled owner of every VM role (failovers that happened while this service was down).
+    /// Reads the host's capacity and VMs and the cluster's roles; clusters any VM found unclustered on this host (it
+    /// arrived from outside). What is reported is decided on the actor's thread (<see cref="Settled"/>).
     /// </summary>
-    private async Task ReconcileAsync()
+    private async Task<ReconcileRead> ReadForReconcileAsync()
     {
         var capacity = await _host.GetCapacityAsync(CancellationToken.None);
         var vms = await _host.ListVmsAsync(CancellationToken.None);
@@ -127,8 +128,32 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
         }
         var hosted = vms.Select(v => new HostedVm(v.Name, v.MemoryMb, v.Vcpus, v.DiskPath,
             v.DiskPath is not null && File.Exists(v.DiskPath) ? new FileInfo(v.DiskPath).Length : 0)).ToList();
-        await _ledger.AskWithDeadline<VmAck>(new ReportNode(_settings.NodeName, capacity.MemoryMb, capacity.LogicalProcessors, hosted), _settings.LedgerTimeout, _settings.MaxClockSkew);
-        foreach (var role in roles.Where(r => r.State == GroupState.Online))
+        return new ReconcileRead(capacity.MemoryMb, capacity.LogicalProcessors, hosted, roles);
+    }
+
+    /// <summary>
+    /// A VM whose owner is still settling (a group bouncing between nodes) is left out: the settle check reports its
+    /// owner once it stopped moving. A reconcile that read it mid-bounce would otherwise tell the ledger an owner it
+    /// held for a moment, and the ledger would record moves that never settled.
+    /// </summary>
+    private ReconcileRead Settled(ReconcileRead read)
+    {
+        bool Settling(string vm) => Timers.IsTimerActive("settle-" + vm);
+        return read with
+        {
+            Hosted = read.Hosted.Where(v => !Settling(v.Name)).ToList(),
+            Roles = read.Roles.Where(r => !Settling(r.VmName)).ToList(),
+        };
+    }
+
+    /// <summary>
+    /// Reports capacity and the host's VMs; tells the ledger the settled owner of every VM role (failovers that
+    /// happened while this service was down).
+    /// </summary>
+    private async Task ReportAsync(ReconcileRead read)
+    {
+        await _ledger.AskWithDeadline<VmAck>(new ReportNode(_settings.NodeName, read.MemoryMb, read.LogicalProcessors, read.Hosted), _settings.LedgerTimeout, _settings.MaxClockSkew);
+        foreach (var role in read.Roles.Where(r => r.State == GroupState.Online))
             await _ledger.AskWithDeadline<VmAck>(new ObserveOwner(role.VmName, role.OwnerNode, "reconciled"), _settings.LedgerTimeout, _settings.MaxClockSkew);
     }
 
@@ -173,6 +198,8 @@ public sealed class NodeActor : ReceiveActor, IWithTimers
     {
         public static readonly ReconcileTick Instance = new();
     }
+
+    private sealed record ReconcileRead(long MemoryMb, int LogicalProcessors, IReadOnlyList<HostedVm> Hosted, IReadOnlyList<GroupOwner> Roles);
 
     private sealed record DrainFinished;
 

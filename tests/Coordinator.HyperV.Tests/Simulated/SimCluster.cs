@@ -72,7 +72,7 @@ internal sealed class SimCluster : IAsyncDisposable
         return definition;
     }
 
-    public static async Task EventuallyAsync(Func<bool> condition, string what, double seconds = 5)
+    public static async Task EventuallyAsync(Func<bool> condition, string what, double seconds = 30)
     {
         var sw = Stopwatch.StartNew();
         while (!condition())

@@ -91,7 +91,8 @@ public sealed class SimulatedClusterTests : IAsyncLifetime
     [InlineData(ClusterMoveKind.Quick, VmPowerState.Saved)]
     public async Task A_move_goes_pending_then_online_on_the_target_with_the_disk_untouched(ClusterMoveKind kind, VmPowerState duringMove)
     {
-        var slow = SimCluster.Fast with { MoveDelay = TimeSpan.FromMilliseconds(400) };
+        // A move long enough that the test sees it Pending however loaded the machine; it waits for the end anyway.
+        var slow = SimCluster.Fast with { MoveDelay = TimeSpan.FromSeconds(5) };
         var a = await _cluster.NodeAsync("node-a", options: slow);
         var b = await _cluster.NodeAsync("node-b", options: slow);
         var definition = await _cluster.VmAsync(a, "ha", clustered: true);
@@ -160,7 +161,7 @@ public sealed class SimulatedClusterTests : IAsyncLifetime
     [Fact]
     public async Task A_move_that_times_out_returns_the_role_to_its_source()
     {
-        var slow = SimCluster.Fast with { MoveDelay = TimeSpan.FromSeconds(3) };
+        var slow = SimCluster.Fast with { MoveDelay = TimeSpan.FromSeconds(30) }; // far beyond the 200 ms the move is given
         var a = await _cluster.NodeAsync("node-a", options: slow);
         await _cluster.NodeAsync("node-b", options: slow);
         await _cluster.VmAsync(a, "ha", clustered: true);
@@ -367,7 +368,7 @@ public sealed class SimulatedClusterTests : IAsyncLifetime
     [Fact]
     public async Task A_moving_role_refuses_power_changes_and_removal()
     {
-        var slow = SimCluster.Fast with { MoveDelay = TimeSpan.FromSeconds(1) };
+        var slow = SimCluster.Fast with { MoveDelay = TimeSpan.FromSeconds(5) }; // room for the four refusals on a loaded machine
         var a = await _cluster.NodeAsync("node-a", options: slow);
         await _cluster.NodeAsync("node-b", options: slow);
         await _cluster.VmAsync(a, "ha", clustered: true);

