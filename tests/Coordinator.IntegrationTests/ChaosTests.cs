@@ -26,15 +26,21 @@ public sealed class ChaosTests(ITestOutputHelper output)
         cluster.StartAll();
         await cluster.WaitReadyAsync(cluster.Nodes, TimeSpan.FromSeconds(120));
 
-        var run = new ChaosRun(cluster, new ChaosOptions(nodes, Duration), line => output.WriteLine(line));
+        var run = new ChaosRun(cluster, new ChaosOptions(nodes, Duration, LeaseTtl: TimeSpan.FromSeconds(4)), line => output.WriteLine(line));
         var summary = await run.RunAsync();
         output.WriteLine(summary.ToString());
         Console.WriteLine($"[chaos {nodes} nodes, {Duration.TotalSeconds:0}s] {summary}");
         foreach (var v in summary.Violations) output.WriteLine("VIOLATION " + v);
+        foreach (var f in summary.Failures) output.WriteLine("FAILURE " + f);
 
         Assert.Empty(summary.Violations);
+        Assert.Empty(summary.Failures);
         Assert.True(summary.Acknowledged > 100, $"only {summary.Acknowledged} operations were acknowledged");
-        Assert.True(summary.Faults >= 3, "faults were injected");
+        // The checker saw the faults it is meant to judge: a failover (two epochs answered), each kind of fault, fencing.
+        Assert.True(summary.Epochs.Count >= 2, $"only epochs {string.Join(",", summary.Epochs)} answered: no failover was observed");
+        foreach (var kind in new[] { FaultKind.LeaderKill, FaultKind.LeaderPause, FaultKind.OtherKill })
+            Assert.True(summary.FaultsByKind.GetValueOrDefault(kind) >= 1, $"no {kind} was injected ({summary})");
+        Assert.True(summary.Fenced >= 1, "no renew or complete was fenced (409)");
         Assert.True(summary.Convergence < TimeSpan.FromSeconds(60), $"converged only after {summary.Convergence}");
     }
 }

@@ -1,0 +1,90 @@
+using Akka.Actor;
+using Akka.Cluster;
+using Akka.Event;
+
+namespace Coordinator.Cluster.Downing;
+
+/// <summary>
+/// Leaves a cluster that is an island: one this node formed or joined while more of the configured seed nodes are alive
+/// outside it than there are members in it.
+/// <para>
+/// The first seed node joins itself and forms a new cluster when no other seed answers its InitJoin within
+/// <c>akka.cluster.seed-node-timeout</c>. On a restart under load, or frozen (a long GC, a paused VM) while joining,
+/// the answers of a cluster that is alive can come too late: the node then forms a second cluster with its own ledger
+/// singleton. The shared journal fences the two ledgers' writes, so nothing is decided twice, but they take turns
+/// failing and the cluster never converges again by itself (found by the 5-node chaos run: hv01 restarted, was
+/// SIGSTOPped for 5 s while joining, and answered "hv01@10" while the four others answered "hv03@11" for good).
+/// </para>
+/// <para>
+/// Every <see cref="Interval"/> this actor asks each configured seed node that is not a member of this node's cluster
+/// whether its cluster daemon is alive (Identify). When the alive outsiders outnumber this cluster's members for
+/// <c>coordinator.split-brain-resolver.island-timeout</c> in a row, the node downs itself: the service exits non-zero
+/// (exit 3) and its service manager starts it again, and it joins the larger cluster. A larger cluster never sees more
+/// alive outsiders than members, and a node only briefly an outsider (starting, joining) is not one for that long.
+/// </para>
+/// </summary>
+public sealed class IslandDetector : ReceiveActor, IWithTimers
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(2);
+
+    private sealed class Tick
+    {
+        public static readonly Tick Instance = new();
+    }
+
+    private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly TimeSpan _timeout;
+    private readonly HashSet<Address> _alive = [];
+    private DateTime? _since;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    public static Props Props(TimeSpan timeout) => Akka.Actor.Props.Create(() => new IslandDetector(timeout));
+
+    public IslandDetector(TimeSpan timeout)
+    {
+        _timeout = timeout;
+        Receive<Tick>(_ => OnTick());
+        Receive<ActorIdentity>(id =>
+        {
+            if (id.Subject is not null && id.MessageId is Address a) _alive.Add(a);
+        });
+    }
+
+    protected override void PreStart()
+    {
+        if (_timeout > TimeSpan.Zero && _cluster.Settings.SeedNodes.Count > 1)
+            Timers.StartPeriodicTimer("tick", Tick.Instance, Interval);
+    }
+
+    private void OnTick()
+    {
+        var state = _cluster.State;
+        var members = state.Members.Select(m => m.Address).ToHashSet();
+        var self = state.Members.FirstOrDefault(m => m.UniqueAddress == _cluster.SelfUniqueAddress);
+        var outsiders = _alive.Where(a => !members.Contains(a)).ToList();
+        _alive.Clear();
+        if (self is null || self.Status is not (MemberStatus.Up or MemberStatus.WeaklyUp))
+        {
+            _since = null; // not (yet) in a cluster: the join process is still at work
+        }
+        else if (outsiders.Count > members.Count)
+        {
+            _since ??= DateTime.UtcNow;
+            if (DateTime.UtcNow - _since >= _timeout)
+            {
+                _log.Warning("This node is in a cluster of {0} member(s) while {1} other seed node(s) are alive outside it ({2}) " +
+                             "for {3:0} s: it is an island (it formed a cluster of its own); it downs itself to join the others",
+                    members.Count, outsiders.Count, string.Join(", ", outsiders), _timeout.TotalSeconds);
+                Timers.CancelAll();
+                _cluster.Down(_cluster.SelfAddress);
+                return;
+            }
+        }
+        else _since = null;
+
+        foreach (var seed in _cluster.Settings.SeedNodes.Where(s => s != _cluster.SelfAddress && !members.Contains(s)))
+            Context.ActorSelection(new RootActorPath(seed) / "system" / "cluster" / "core" / "daemon").Tell(new Identify(seed), Self);
+    }
+}
