@@ -74,7 +74,8 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
         }
         var final = await Final();
         var violations = HistoryChecker.Check(_history, options.CapacityBytes, final);
-        if (violations.Count > 0 || !_history.Failures.IsEmpty) WriteHistory(violations.Select(v => "VIOLATION " + v));
+        // Always kept (a few hundred KB): a passing run's history shows what the checker saw.
+        WriteHistory(violations.Select(v => "VIOLATION " + v));
         var ops = _history.Ops.ToList();
         Dictionary<string, int> byKind;
         lock (_gate) byKind = new Dictionary<string, int>(_faultsByKind);
