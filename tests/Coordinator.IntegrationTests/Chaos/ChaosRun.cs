@@ -7,7 +7,7 @@ using Coordinator.IntegrationTests.Harness;
 
 namespace Coordinator.IntegrationTests.Chaos;
 
-public sealed record ChaosOptions(int Nodes, TimeSpan Duration, int Writers = 6, int LeaseClients = 3, TimeSpan? FaultEvery = null,
+public sealed record ChaosOptions(int Nodes, TimeSpan Duration, int Writers = 6, int LeaseClients = 4, TimeSpan? FaultEvery = null,
     long CapacityBytes = 100L << 30, int Seed = 1, TimeSpan? LeaseTtl = null);
 
 /// <summary>The kinds of injected faults, counted per run.</summary>
@@ -128,7 +128,8 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
     /// <summary>
     /// Takes image leases, renews and completes or aborts them. Every other hold pauses past the lease's TTL before
     /// renewing, as a holder that froze would: another client may then be granted the image, and the late renew and
-    /// complete must be fenced (409). Three clients share two images, so grants meet live and expired leases.
+    /// complete must be fenced (409). Four clients share two images, so a lease that expired is soon granted to a waiting
+    /// client and the late holder is fenced rather than finding no lease at all (404).
     /// </summary>
     private async Task LeaseClient(int client, CancellationToken stop)
     {
