@@ -22,6 +22,13 @@ namespace Coordinator.Cluster.Downing;
 /// (exit 3) and its service manager starts it again, and it joins the larger cluster. A larger cluster never sees more
 /// alive outsiders than members, and a node only briefly an outsider (starting, joining) is not one for that long.
 /// </para>
+/// <para>
+/// The others' answers may never reach the island (the 3-node chaos run: the peers' InitJoinAcks and Identify answers
+/// to the restarted hv01 were lost on their side's old association to its address), so there is a second sign that
+/// needs nothing from them: this node's cluster has fewer members than a majority of the configured seed nodes, for
+/// <c>island-timeout</c> in a row, and meanwhile a ledger write on this node failed (<see cref="Ledger.LedgerWriteFailures"/>:
+/// another ledger wrote to the shared journal). A majority cluster never downs itself for that.
+/// </para>
 /// </summary>
 public sealed class IslandDetector : ReceiveActor, IWithTimers
 {
@@ -37,6 +44,7 @@ public sealed class IslandDetector : ReceiveActor, IWithTimers
     private readonly TimeSpan _timeout;
     private readonly HashSet<Address> _alive = [];
     private DateTime? _since;
+    private DateTime? _minoritySince;
 
     public ITimerScheduler Timers { get; set; } = null!;
 
@@ -83,6 +91,25 @@ public sealed class IslandDetector : ReceiveActor, IWithTimers
             }
         }
         else _since = null;
+
+        var majority = _cluster.Settings.SeedNodes.Count / 2 + 1;
+        if (self is not null && self.Status is MemberStatus.Up or MemberStatus.WeaklyUp && members.Count < majority)
+        {
+            var now = DateTime.UtcNow;
+            _minoritySince ??= now;
+            if (now - _minoritySince >= _timeout
+                && Ledger.LedgerWriteFailures.Get(Context.System).SinceLastFailure() is { } failed && failed <= now - _minoritySince)
+            {
+                _log.Warning("This node is in a cluster of {0} member(s), fewer than a majority ({1}) of the configured seed nodes, " +
+                             "for {2:0} s, and a ledger write on it failed {3:0} ms ago (another ledger writes to the journal): it is an " +
+                             "island; it downs itself to join the others", members.Count, majority, (now - _minoritySince.Value).TotalSeconds,
+                    failed.TotalMilliseconds);
+                Timers.CancelAll();
+                _cluster.Down(_cluster.SelfAddress);
+                return;
+            }
+        }
+        else _minoritySince = null;
 
         foreach (var seed in _cluster.Settings.SeedNodes.Where(s => s != _cluster.SelfAddress && !members.Contains(s)))
             Context.ActorSelection(new RootActorPath(seed) / "system" / "cluster" / "core" / "daemon").Tell(new Identify(seed), Self);
