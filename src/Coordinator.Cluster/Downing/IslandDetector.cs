@@ -25,7 +25,8 @@ namespace Coordinator.Cluster.Downing;
 /// <para>
 /// The others' answers may never reach the island (the 3-node chaos run: the peers' InitJoinAcks and Identify answers
 /// to the restarted hv01 were lost on their side's old association to its address), so there is a second sign that
-/// needs nothing from them: this node's cluster has fewer members than a majority of the configured seed nodes, for
+/// needs nothing from them: this node's side (reachable members, not leaving) is smaller than a majority of the
+/// configured seed nodes (a 3-node run: a resumed leader host alone in its old cluster), for
 /// <c>island-timeout</c> in a row, and meanwhile a ledger write on this node failed (<see cref="Ledger.LedgerWriteFailures"/>:
 /// another ledger wrote to the shared journal). A majority cluster never downs itself for that.
 /// </para>
@@ -92,17 +93,22 @@ public sealed class IslandDetector : ReceiveActor, IWithTimers
         }
         else _since = null;
 
+        // This side's size: reachable members that are not leaving (a downed or unreachable old incarnation of a peer
+        // can stay a member here for long, but it is not on this side).
+        var unreachable = state.Unreachable.Select(m => m.UniqueAddress).ToHashSet();
+        var side = state.Members.Count(m => !unreachable.Contains(m.UniqueAddress)
+                                            && m.Status is MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Joining);
         var majority = _cluster.Settings.SeedNodes.Count / 2 + 1;
-        if (self is not null && self.Status is MemberStatus.Up or MemberStatus.WeaklyUp && members.Count < majority)
+        if (self is not null && self.Status is MemberStatus.Up or MemberStatus.WeaklyUp && side < majority)
         {
             var now = DateTime.UtcNow;
             _minoritySince ??= now;
             if (now - _minoritySince >= _timeout
                 && Ledger.LedgerWriteFailures.Get(Context.System).SinceLastFailure() is { } failed && failed <= now - _minoritySince)
             {
-                _log.Warning("This node is in a cluster of {0} member(s), fewer than a majority ({1}) of the configured seed nodes, " +
+                _log.Warning("This node is in a cluster of {0} reachable member(s), fewer than a majority ({1}) of the configured seed nodes, " +
                              "for {2:0} s, and a ledger write on it failed {3:0} ms ago (another ledger writes to the journal): it is an " +
-                             "island; it downs itself to join the others", members.Count, majority, (now - _minoritySince.Value).TotalSeconds,
+                             "island; it downs itself to join the others", side, majority, (now - _minoritySince.Value).TotalSeconds,
                     failed.TotalMilliseconds);
                 Timers.CancelAll();
                 _cluster.Down(_cluster.SelfAddress);
