@@ -48,18 +48,18 @@ public static class ImageEndpoints
     {
         var images = app.MapGroup("/v1/images").AddEndpointFilter(LedgerEndpoints.TranslateNoLeader).WithTags("images").ProducesProblem(503).ProducesProblem(400);
 
-        images.MapGet("", async (LedgerGateway ledger, CancellationToken ct) =>
+        images.MapGet("", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
-            var r = await ledger.Ask<ImagesReply>(GetImages.Instance, ct);
+            var r = await ledger.Ask<ImagesReply>(http, GetImages.Instance, ct);
             return Results.Ok(new ImagesResponse(r.Epoch, r.Images, r.Leases));
         }).Produces<ImagesResponse>().WithName("ListImages");
 
-        images.MapGet("/{imageId}", async (string imageId, int? waitMs, LedgerGateway ledger, CancellationToken ct) =>
+        images.MapGet("/{imageId}", async (string imageId, int? waitMs, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             if (InputRules.CheckImageId(imageId) is { } err) return Problems.BadRequest(err);
             if (waitMs is < 0 or > MaxWaitMs) return Problems.BadRequest($"waitMs must be between 0 and {MaxWaitMs}");
             var wait = waitMs ?? 0;
-            var r = await ledger.Ask<ImageStateReply>(new WatchImage(imageId, wait), ct, TimeSpan.FromMilliseconds(wait) + TimeSpan.FromSeconds(5));
+            var r = await ledger.Ask<ImageStateReply>(http, new WatchImage(imageId, wait), ct, TimeSpan.FromMilliseconds(wait) + TimeSpan.FromSeconds(5));
             return Results.Ok(new ImageStateResponse(r.ImageId, r.State, r.Cached, r.Lease, r.Epoch));
         }).Produces<ImageStateResponse>().WithName("GetImage");
 
@@ -71,7 +71,7 @@ public static class ImageEndpoints
             if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes must not be null");
             if ((InputRules.CheckId("node", body.Node) ?? InputRules.CheckBytes("sizeBytes", size)) is { } err) return Problems.BadRequest(err);
 
-            var r = await ledger.Ask<LeaseReply>(new AcquireImageLease(imageId, body.Node!, size), ct);
+            var r = await ledger.Ask<LeaseReply>(http, new AcquireImageLease(imageId, body.Node!, size), ct);
             switch (r.Status)
             {
                 case LeaseStatus.Cached:
@@ -91,39 +91,39 @@ public static class ImageEndpoints
             }
         }).Accepts<LeaseRequestBody>("application/json").Produces<CachedResponse>(200).Produces<GrantedResponse>(201).Produces<PendingResponse>(202).ProducesProblem(409).WithName("AcquireImageLease");
 
-        images.MapPost("/{imageId}/lease/{leaseId}/renew", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
+        images.MapPost("/{imageId}/lease/{leaseId}/renew", async (string imageId, string leaseId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
         {
             var (body, problem) = await ReadToken<LeaseTokenBody>(imageId, leaseId, request, b => b.FencingToken, ct);
             if (problem is not null) return problem;
-            var r = await ledger.Ask<LeaseActionReply>(new RenewImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
+            var r = await ledger.Ask<LeaseActionReply>(http, new RenewImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
             return r.Status == LeaseActionStatus.Done ? Results.Ok(r.Lease) : ActionProblem(r, imageId, leaseId);
         }).Accepts<LeaseTokenBody>("application/json").Produces<Coordinator.Cluster.Ledger.LeaseView>().ProducesProblem(409).ProducesProblem(404).WithName("RenewImageLease");
 
-        images.MapPost("/{imageId}/lease/{leaseId}/complete", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
+        images.MapPost("/{imageId}/lease/{leaseId}/complete", async (string imageId, string leaseId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
         {
             var (body, problem) = await ReadToken<LeaseCompleteBody>(imageId, leaseId, request, b => b.FencingToken, ct);
             if (problem is not null) return problem;
             if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes must not be null");
             if ((InputRules.CheckBytes("sizeBytes", size) ?? InputRules.CheckChecksum(body.Checksum)) is { } err) return Problems.BadRequest(err);
-            var r = await ledger.Ask<LeaseActionReply>(new CompleteImageLease(imageId, leaseId, body.FencingToken!.Value, size, body.Checksum!), ct);
+            var r = await ledger.Ask<LeaseActionReply>(http, new CompleteImageLease(imageId, leaseId, body.FencingToken!.Value, size, body.Checksum!), ct);
             return r.Status == LeaseActionStatus.Done ? Results.Ok(CachedResponse.From(r.Cached!, r.Epoch)) : ActionProblem(r, imageId, leaseId, size);
         }).Accepts<LeaseCompleteBody>("application/json").Produces<CachedResponse>().ProducesProblem(409).ProducesProblem(404).WithName("CompleteImageLease");
 
-        images.MapPost("/{imageId}/lease/{leaseId}/abort", async (string imageId, string leaseId, HttpRequest request, LedgerGateway ledger, CancellationToken ct) =>
+        images.MapPost("/{imageId}/lease/{leaseId}/abort", async (string imageId, string leaseId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
         {
             var (body, problem) = await ReadToken<LeaseTokenBody>(imageId, leaseId, request, b => b.FencingToken, ct);
             if (problem is not null) return problem;
-            var r = await ledger.Ask<LeaseActionReply>(new AbortImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
+            var r = await ledger.Ask<LeaseActionReply>(http, new AbortImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
             return r.Status == LeaseActionStatus.Done ? Results.NoContent() : ActionProblem(r, imageId, leaseId);
         }).Accepts<LeaseTokenBody>("application/json").Produces(204).ProducesProblem(409).ProducesProblem(404).WithName("AbortImageLease");
 
-        images.MapPost("/{imageId}/ensure", async (string imageId, ImageFetcher fetcher, LedgerGateway ledger, CancellationToken ct) =>
+        images.MapPost("/{imageId}/ensure", async (string imageId, ImageFetcher fetcher, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             if (InputRules.CheckImageId(imageId) is { } err) return Problems.BadRequest(err);
             try
             {
                 var entry = await fetcher.EnsureAsync(imageId, ct);
-                return Results.Ok(CachedResponse.From(entry, 0) with { Epoch = (await ledger.Ask<LeaderReply>(GetLeader.Instance, ct)).Epoch });
+                return Results.Ok(CachedResponse.From(entry, 0) with { Epoch = (await ledger.Ask<LeaderReply>(http, GetLeader.Instance, ct)).Epoch });
             }
             catch (ImageFetchException e)
             {
@@ -131,12 +131,12 @@ public static class ImageEndpoints
             }
         }).Produces<CachedResponse>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(502).WithName("EnsureImage");
 
-        images.MapPost("/evict", async (double? olderThanSeconds, LedgerGateway ledger, CancellationToken ct) =>
+        images.MapPost("/evict", async (double? olderThanSeconds, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             // Written so that NaN fails too (every comparison with NaN is false); 1e308 or Infinity would overflow TimeSpan.
             if (olderThanSeconds is { } age && !(age >= 0 && age <= MaxEvictAgeSeconds))
                 return Problems.BadRequest($"olderThanSeconds must be between 0 and {MaxEvictAgeSeconds:0} (ten years)");
-            var r = await ledger.Ask<EvictReply>(new EvictImages(olderThanSeconds is { } s ? TimeSpan.FromSeconds(s) : null), ct);
+            var r = await ledger.Ask<EvictReply>(http, new EvictImages(olderThanSeconds is { } s ? TimeSpan.FromSeconds(s) : null), ct);
             return Results.Ok(new EvictResponse(r.Epoch, r.Evicted));
         }).Produces<EvictResponse>().WithName("EvictImages");
     }

@@ -20,14 +20,14 @@ public static class LedgerEndpoints
 
         v1.MapGet("/volumes", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
-            var r = await ledger.Ask<VolumesReply>(GetVolumes.Instance, ct);
+            var r = await ledger.Ask<VolumesReply>(http, GetVolumes.Instance, ct);
             return WithEpoch(http, r.Epoch, Results.Ok(new VolumesResponse(r.Epoch, r.Volumes)));
         }).Produces<VolumesResponse>().WithName("ListVolumes");
 
         v1.MapGet("/volumes/{volume}/quotas", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             if (InputRules.CheckId("volume", volume) is { } err) return Problems.BadRequest(err);
-            var r = await ledger.Ask<QuotasReply>(new GetQuotas(volume, null), ct);
+            var r = await ledger.Ask<QuotasReply>(http, new GetQuotas(volume, null), ct);
             return r.Quotas is null
                 ? Problems.NotFound($"unknown volume '{volume}'")
                 : WithEpoch(http, r.Epoch, Results.Ok(new QuotasResponse(r.Epoch, volume, r.Policy, r.Quotas)));
@@ -36,7 +36,7 @@ public static class LedgerEndpoints
         v1.MapGet("/volumes/{volume}/quotas/{node}", async (string volume, string node, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             if ((InputRules.CheckId("volume", volume) ?? InputRules.CheckId("node", node)) is { } err) return Problems.BadRequest(err);
-            var r = await ledger.Ask<QuotasReply>(new GetQuotas(volume, node), ct);
+            var r = await ledger.Ask<QuotasReply>(http, new GetQuotas(volume, node), ct);
             if (r.Quotas is null) return Problems.NotFound($"unknown volume '{volume}'");
             var q = r.Quotas.Single();
             return WithEpoch(http, r.Epoch, Results.Ok(new NodeQuotaResponse(r.Epoch, volume, r.Policy, q.Node, q.Live,
@@ -46,7 +46,7 @@ public static class LedgerEndpoints
         v1.MapGet("/volumes/{volume}/reservations", async (string volume, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             if (InputRules.CheckId("volume", volume) is { } err) return Problems.BadRequest(err);
-            var r = await ledger.Ask<ReservationsReply>(new GetReservations(volume), ct);
+            var r = await ledger.Ask<ReservationsReply>(http, new GetReservations(volume), ct);
             return r.VolumeKnown
                 ? WithEpoch(http, r.Epoch, Results.Ok(new ReservationsResponse(r.Epoch, volume, r.Reservations)))
                 : Problems.NotFound($"unknown volume '{volume}'");
@@ -59,7 +59,7 @@ public static class LedgerEndpoints
         v1.MapDelete("/volumes/{volume}/reservations/{consumerId}", async (string volume, string consumerId, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             if ((InputRules.CheckId("volume", volume) ?? InputRules.CheckConsumerId(consumerId)) is { } err) return Problems.BadRequest(err);
-            var r = await ledger.Ask<ReleaseReply>(new ReleaseCommand(volume, consumerId), ct);
+            var r = await ledger.Ask<ReleaseReply>(http, new ReleaseCommand(volume, consumerId), ct);
             return r.Outcome.Status switch
             {
                 ReleaseStatus.Released => WithEpoch(http, r.Epoch, Results.NoContent()),
@@ -72,7 +72,7 @@ public static class LedgerEndpoints
         {
             if (InputRules.CheckId("volume", volume) is { } err) return Problems.BadRequest(err);
             // A scan walks the volume: allow it more time than an ordinary request.
-            var r = await ledger.Ask<VolumeReply>(new RescanVolume(volume), ct, settings.AskTimeout * 6);
+            var r = await ledger.Ask<VolumeReply>(http, new RescanVolume(volume), ct, settings.AskTimeout * 6);
             if (r.Volume is null) return Problems.NotFound(r.Error ?? $"unknown volume '{volume}'");
             if (r.Error is not null) return Problems.Make(502, "scan-failed", "The volume could not be measured", r.Error);
             return WithEpoch(http, r.Epoch, Results.Ok(r.Volume));
@@ -80,7 +80,7 @@ public static class LedgerEndpoints
 
         v1.MapGet("/leader", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
-            var r = await ledger.Ask<LeaderReply>(GetLeader.Instance, ct);
+            var r = await ledger.Ask<LeaderReply>(http, GetLeader.Instance, ct);
             return WithEpoch(http, r.Epoch, Results.Ok(new LeaderResponse(r.Node, r.Address, r.Epoch, r.Since, r.Recovery)));
         }).Produces<LeaderResponse>().WithName("GetLeader");
     }
@@ -97,7 +97,7 @@ public static class LedgerEndpoints
                   ?? (body.ImageId is null ? null : InputRules.CheckImageId(body.ImageId));
         if (err is not null) return Problems.BadRequest(err);
 
-        var r = await ledger.Ask<ReserveReply>(
+        var r = await ledger.Ask<ReserveReply>(http,
             new ReserveCommand(new ReserveRequest(volume, consumerId, body.Node!, bytes, body.Path, body.ImageId)), ct);
         var o = r.Outcome;
         return o.Status switch

@@ -20,6 +20,24 @@ public sealed class LedgerRefusedException(string reason) : NoLeaderException(re
 /// </summary>
 public sealed class LedgerGateway(IRequiredActor<CsvLedgerSingleton> proxy, CoordinatorSettings settings)
 {
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Type, System.Reflection.PropertyInfo?> EpochProperties = new();
+
+    /// <summary>
+    /// Asks on behalf of an HTTP request and stamps the answering ledger's epoch on its response
+    /// (<see cref="LedgerEndpoints.EpochHeader"/>), whatever the route then answers: a success, or a refusal the ledger
+    /// decided (404, 409, a 400 from the domain rules). A client can tell which incarnation decided every answer,
+    /// also one without a body (204) or with a body that has no epoch (a renewed LeaseView). Answers the edge gives
+    /// without asking the ledger (a malformed request) and 503s (no ledger answered) carry no epoch.
+    /// </summary>
+    public async Task<T> Ask<T>(HttpContext http, ILedgerRequest request, CancellationToken ct, TimeSpan? timeout = null)
+    {
+        var reply = await Ask<T>(request, ct, timeout);
+        var epoch = EpochProperties.GetOrAdd(reply!.GetType(), t => t.GetProperty("Epoch") is { PropertyType: var pt } p && pt == typeof(long) ? p : null);
+        if (epoch is not null && !http.Response.HasStarted)
+            http.Response.Headers[LedgerEndpoints.EpochHeader] = ((long)epoch.GetValue(reply)!).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return reply;
+    }
+
     public async Task<T> Ask<T>(ILedgerRequest request, CancellationToken ct, TimeSpan? timeout = null)
     {
         var actor = await proxy.GetAsync(ct);

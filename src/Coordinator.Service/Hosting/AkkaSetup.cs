@@ -58,6 +58,9 @@ public static class AkkaSetup
                     system.ActorOf(JournalIdentityGuard.Props(journal.ClusterId), "journal-identity-guard");
                     // Start the journal and compile its queries now, not during the recovery that a failover waits for.
                     system.ActorOf(JournalWarmup.Props(settings.NodeName), "journal-warmup");
+                    // A node that formed a cluster of its own while the others are alive elsewhere leaves it (and rejoins).
+                    system.ActorOf(Coordinator.Cluster.Downing.IslandDetector.Props(system.Settings.Config.GetTimeSpan(
+                        "coordinator.split-brain-resolver.island-timeout", TimeSpan.FromSeconds(15))), "island-detector");
                 });
         });
     }

@@ -51,11 +51,109 @@ public sealed class HistoryCheckerTests
     }
 
     [Fact]
-    public void An_operation_without_an_answer_leaves_its_key_unchecked()
+    public void An_operation_without_an_answer_allows_the_state_before_it_or_after_it_and_nothing_else()
     {
         var h = Clean();
-        h.Add(new OpRecord(0, OpKind.Delete, "a", 0, 0, S(9), S(10), -1, 0, 3));
+        h.Add(new OpRecord(0, OpKind.Delete, "a", 0, 0, S(9), S(10), -1, 0, 3)); // cut off: "a" is 2 GiB or absent
         Assert.Empty(HistoryChecker.Check(h, 13 * GiB, new Dictionary<string, long> { ["b"] = 6 * GiB }));
+        Assert.Empty(HistoryChecker.Check(h, 13 * GiB, CleanFinal));
+        Assert.Contains(HistoryChecker.Check(h, 13 * GiB, new Dictionary<string, long>(CleanFinal) { ["a"] = 4 * GiB }),
+            v => v.Contains("consumer a") && v.Contains("lost or phantom write"));
+        var put = Clean();
+        put.Add(new OpRecord(0, OpKind.Put, "a", 5 * GiB, 0, S(9), S(10), -1, 0, 3)); // cut off: 2 GiB or 5 GiB
+        Assert.Empty(HistoryChecker.Check(put, 13 * GiB, new Dictionary<string, long>(CleanFinal) { ["a"] = 5 * GiB }));
+        Assert.Contains(HistoryChecker.Check(put, 13 * GiB, new Dictionary<string, long> { ["b"] = 6 * GiB }), v => v.Contains("consumer a"));
+    }
+
+    [Fact]
+    public void A_consumer_no_operation_named_comes_from_nowhere()
+    {
+        Assert.Contains(HistoryChecker.Check(Clean(), 13 * GiB, new Dictionary<string, long>(CleanFinal) { ["zz"] = GiB }),
+            v => v.Contains("consumer zz") && v.Contains("from nowhere"));
+    }
+
+    // ---------------------------------------------------------------- the image cache, its claims, double grants
+
+    private const long Img = 64L << 20;
+
+    /// <summary>Image "img" granted (token 1) and completed; "other" granted (token 1), evicted nothing, still leased.</summary>
+    private static History Images()
+    {
+        var h = new History();
+        h.Add(new OpRecord(0, OpKind.Grant, "img", Img, 1, S(0), S(1), 201, 1, 1, ValidUntil: S(5)));
+        h.Add(new OpRecord(0, OpKind.Renew, "img", 0, 1, S(2), S(2.5), 200, 1, 1, ValidUntil: S(6.5)));
+        h.Add(new OpRecord(0, OpKind.Complete, "img", 0, 1, S(3), S(3.5), 200, 1, 1));
+        h.Add(new OpRecord(1, OpKind.Grant, "img", Img, 0, S(4), S(4.5), 200, 1, 1)); // cached
+        h.Add(new OpRecord(2, OpKind.Grant, "other", Img, 1, S(5), S(5.5), 201, 1, 1, ValidUntil: S(9.5)));
+        return h;
+    }
+
+    private static FinalState ImagesFinal(bool cached = true, long? claim = Img, bool otherClaim = true) => new(
+        new Dictionary<string, long>(otherClaim ? [new("_image-other", Img)] : [])
+            .Concat(claim is { } c ? [new KeyValuePair<string, long>("_image-img", c)] : []).ToDictionary(),
+        cached ? new Dictionary<string, long> { ["img"] = Img } : new Dictionary<string, long>(),
+        new Dictionary<string, long> { ["other"] = 1 });
+
+    [Fact]
+    public void A_clean_image_history_passes() => Assert.Empty(HistoryChecker.Check(Images(), 13 * GiB, ImagesFinal()));
+
+    [Fact]
+    public void A_completed_image_missing_from_the_cache_or_without_its_claim_is_found()
+    {
+        Assert.Contains(HistoryChecker.Check(Images(), 13 * GiB, ImagesFinal(cached: false, claim: null)), v => v.Contains("lost image"));
+        Assert.Contains(HistoryChecker.Check(Images(), 13 * GiB, ImagesFinal(claim: null)), v => v.Contains("image img: cached") && v.Contains("absent"));
+        Assert.Contains(HistoryChecker.Check(Images(), 13 * GiB, ImagesFinal(claim: Img / 2)), v => v.Contains("its claim _image-img is"));
+    }
+
+    [Fact]
+    public void An_evicted_image_must_be_gone_unless_the_eviction_overlapped_a_completion_or_had_no_answer()
+    {
+        var h = Images();
+        h.Add(new OpRecord(1, OpKind.Evict, "*", 0, 0, S(6), S(6.5), 200, 1, 1, Evicted: ["img"]));
+        Assert.Empty(HistoryChecker.Check(h, 13 * GiB, ImagesFinal(cached: false, claim: null)));
+        Assert.Contains(HistoryChecker.Check(h, 13 * GiB, ImagesFinal()), v => v.Contains("phantom image"));
+        // The eviction ran while the completion was in flight: either order is possible.
+        var overlap = Images();
+        overlap.Add(new OpRecord(1, OpKind.Evict, "*", 0, 0, S(3.2), S(3.6), 200, 1, 1, Evicted: ["img"]));
+        Assert.Empty(HistoryChecker.Check(overlap, 13 * GiB, ImagesFinal()));
+        Assert.Empty(HistoryChecker.Check(overlap, 13 * GiB, ImagesFinal(cached: false, claim: null)));
+        // An eviction cut off by the end of the run may have removed it.
+        var cut = Images();
+        cut.Add(new OpRecord(1, OpKind.Evict, "*", 0, 0, S(6), S(9), -1, 0, 2));
+        Assert.Empty(HistoryChecker.Check(cut, 13 * GiB, ImagesFinal(cached: false, claim: null)));
+    }
+
+    [Fact]
+    public void An_image_or_a_claim_nobody_asked_for_comes_from_nowhere_and_a_claim_without_image_or_lease_is_an_orphan()
+    {
+        var withGhost = ImagesFinal();
+        withGhost = withGhost with { Images = new Dictionary<string, long>(withGhost.Images) { ["ghost"] = Img },
+            Reservations = new Dictionary<string, long>(withGhost.Reservations) { ["_image-ghost"] = Img } };
+        var v = HistoryChecker.Check(Images(), 13 * GiB, withGhost);
+        Assert.Contains(v, x => x.Contains("image ghost") && x.Contains("image from nowhere"));
+        Assert.Contains(v, x => x.Contains("claim _image-ghost") && x.Contains("claim from nowhere"));
+        // "other" is no longer leased, yet its claim stayed.
+        var orphan = ImagesFinal() with { Leases = new Dictionary<string, long>() };
+        Assert.Contains(HistoryChecker.Check(Images(), 13 * GiB, orphan), x => x.Contains("_image-other") && x.Contains("orphan claim"));
+    }
+
+    [Fact]
+    public void A_second_grant_while_the_first_lease_is_valid_is_a_double_grant_even_if_the_old_holder_never_returns()
+    {
+        var h = Images();
+        // Token 1 of "other" is valid until 9.5 s and was never given back; token 2 granted by 7 s.
+        h.Add(new OpRecord(3, OpKind.Grant, "other", Img, 2, S(6.5), S(7), 201, 1, 1, ValidUntil: S(11)));
+        Assert.Contains(HistoryChecker.Check(h, 13 * GiB, ImagesFinal() with { Leases = new Dictionary<string, long> { ["other"] = 2 } }),
+            v => v.Contains("image other") && v.Contains("double grant"));
+        // After the expiry (the holder paused past the TTL), or after an abort was sent, a new grant is right.
+        var expired = Images();
+        expired.Add(new OpRecord(3, OpKind.Grant, "other", Img, 2, S(9.6), S(10), 201, 2, 1, ValidUntil: S(14)));
+        expired.Add(new OpRecord(2, OpKind.Renew, "other", 0, 1, S(11), S(11.2), 409, 2, 1));
+        Assert.Empty(HistoryChecker.Check(expired, 13 * GiB, ImagesFinal() with { Leases = new Dictionary<string, long> { ["other"] = 2 } }));
+        var aborted = Images();
+        aborted.Add(new OpRecord(2, OpKind.Abort, "other", 0, 1, S(6), S(6.2), 204, 1, 1));
+        aborted.Add(new OpRecord(3, OpKind.Grant, "other", Img, 2, S(6.5), S(7), 201, 1, 1, ValidUntil: S(11)));
+        Assert.Empty(HistoryChecker.Check(aborted, 13 * GiB, ImagesFinal() with { Leases = new Dictionary<string, long> { ["other"] = 2 } }));
     }
 
     [Fact]
