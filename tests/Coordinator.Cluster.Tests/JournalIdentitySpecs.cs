@@ -124,7 +124,7 @@ public abstract class JournalIdentitySpecs : IDisposable
             Assert.Equal(ReserveStatus.Created, created.Outcome.Status);
             await sys2.Terminate();
 
-            // The events after the restore follow the backup's sequence number: epoch 2 at n + 1, vm9 at n + 2 (and the
+            // The events after the restore follow the backup's sequence number: epoch 2 at n + 1, vm9 after it (and the
             // journal's unique index would refuse a write at a number it already holds).
             var (_, ledger3) = StartLedger(Journal);
             var again = await ledger3.Ask<ReservationsReply>(new GetReservations("Volume1"), TimeSpan.FromSeconds(20));
@@ -132,7 +132,9 @@ public abstract class JournalIdentitySpecs : IDisposable
             Assert.Equal(3, again.Epoch);
             var leader3 = await ledger3.Ask<LeaderReply>(GetLeader.Instance, TimeSpan.FromSeconds(20));
             Assert.Equal(n, leader3.Recovery!.SnapshotSequenceNr);
-            Assert.Equal(2, leader3.Recovery.EventsReplayed);
+            // Epoch 2 and vm9, and the first scan's measurement when it landed first (its timer fires while the
+            // ledger waits out a predecessor's read lease, so it usually does).
+            Assert.InRange(leader3.Recovery.EventsReplayed, 2, 3);
         }
         finally
         {

@@ -55,6 +55,22 @@ public abstract class LedgerActorSpecs : IDisposable
         return (system, system.ActorOf(LedgerActor.Props(settings), name));
     }
 
+    /// <summary>Moves the spec's lease clock on until the ledger serves (it first waits out a predecessor's lease).</summary>
+    private static async Task AdvanceUntilServing(IActorRef ledger, ManualClock clock)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            clock.Advance(TimeSpan.FromMinutes(1) + TimeSpan.FromMilliseconds(1));
+            try
+            {
+                await ledger.Ask<LeaderReply>(GetLeader.Instance, TimeSpan.FromSeconds(1));
+                return;
+            }
+            catch (AskTimeoutException) when (DateTime.UtcNow < deadline) { }
+        }
+    }
+
     private static async Task StopAsync(ActorSystem system) => await system.Terminate();
 
     // Generous: 200 concurrent claims on a loaded machine once needed more than 20 s; a lost answer still fails.
@@ -241,6 +257,9 @@ public abstract class LedgerActorSpecs : IDisposable
         var clock = new ManualClock();
         var settings = Settings() with { ReadLease = TimeSpan.FromMinutes(1), WaitAfterWriteFailure = TimeSpan.FromSeconds(15), LeaseClock = clock.Read };
         var (sys1, stale) = StartIncarnation(settings);
+        // A new ledger serves only once one lease has passed since its epoch was written (a predecessor's lease has
+        // run out by then): move the clock past it.
+        await AdvanceUntilServing(stale, clock);
         Assert.Equal(ReserveStatus.Created, (await Ask<ReserveReply>(stale, Reserve("vm1", 8 * GiB))).Outcome.Status);
         // Its first volume scan (a timer, 100 ms after recovery) is recorded before the "pause": a paused process
         // writes nothing, and a scan landing after the newer ledger read the journal would race its first write.
@@ -252,9 +271,17 @@ public abstract class LedgerActorSpecs : IDisposable
         Assert.Equal(ReservationsOf(["vm1"]), ReservationsOf((await Ask<ReservationsReply>(stale, new GetReservations("Volume1"))).Reservations.Select(r => r.ConsumerId)));
         Assert.Equal(written, await HighestSequenceNr());
 
+        // The newer ledger starts while the stale one's lease still holds: it must answer nothing until that lease has
+        // run out, then it serves.
         var (_, leader) = StartIncarnation(settings, "ledger-new");
-        Assert.Equal(ReleaseStatus.Released, (await Ask<ReleaseReply>(leader, new ReleaseCommand("Volume1", "vm1"))).Outcome.Status);
+        var release = leader.Ask<ReleaseReply>(new ReleaseCommand("Volume1", "vm1"), TimeSpan.FromSeconds(60));
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (await HighestSequenceNr() == written && DateTime.UtcNow < deadline) await Task.Delay(100);
+        Assert.True(await HighestSequenceNr() > written, "the newer ledger wrote its epoch");
+        await Task.Delay(1000);
+        Assert.False(release.IsCompleted, "the newer ledger answered while the stale one's read lease still held");
         clock.Advance(TimeSpan.FromMinutes(1) + TimeSpan.FromMilliseconds(1)); // past the stale one's lease: it was "paused" meanwhile
+        Assert.Equal(ReleaseStatus.Released, (await release).Outcome.Status);
 
         // From stale memory these would be "Unchanged" and a list holding vm1: neither may be answered at all.
         var terminated = stale.WatchAsync();
@@ -277,6 +304,7 @@ public abstract class LedgerActorSpecs : IDisposable
 
         // Past the wait an incarnation serves again, from the whole journal.
         var later = sys1.ActorOf(LedgerActor.Props(settings), "ledger-later");
+        await AdvanceUntilServing(later, clock); // its own wait for a predecessor's lease
         var list = await Ask<ReservationsReply>(later, new GetReservations("Volume1"));
         Assert.Equal(["vm2", "vm3"], list.Reservations.Select(r => r.ConsumerId).Order());
         Assert.Equal(3, list.Epoch);

@@ -135,8 +135,44 @@ public sealed partial class LedgerActor
             Timers.StartPeriodicTimer("rescan", RescanTick.Instance, TimeSpan.FromMilliseconds(100), _settings.RescanInterval);
             Timers.StartPeriodicTimer("lease-sweep", LeaseSweepTick.Instance, _settings.Images.SweepInterval);
             Timers.StartPeriodicTimer("eviction", EvictionTick.Instance, _settings.Images.EvictionInterval);
-            BecomeServing();
+            BecomeWaitingOutPredecessor();
         });
+    }
+
+    /// <summary>
+    /// WaitingOutPredecessor: the epoch is durable, but a predecessor resumed from a pause may have had a write accepted
+    /// just before it (issued after this ledger was elected, confirmed before its recovery read the journal), and that
+    /// write gives it a read lease of its own. Its write was issued before this epoch's, so once this ledger's lease
+    /// on the epoch write has run out, so has the predecessor's: only then is anything answered (a chaos run saw the
+    /// resumed leader refuse a claim from memory 0.1 s after the new one had answered).
+    /// </summary>
+    private void BecomeWaitingOutPredecessor()
+    {
+        if (!_lease.Holds(Now()))
+        {
+            BecomeServing();
+            return;
+        }
+        var check = TimeSpan.FromMilliseconds(Math.Clamp(_settings.ReadLease.TotalMilliseconds / 10, 5, 50));
+        Timers.StartPeriodicTimer("predecessor-lease", PredecessorLeaseCheck.Instance, check);
+        Become(WaitingOutPredecessor);
+    }
+
+    private void WaitingOutPredecessor(object message)
+    {
+        if (message is not PredecessorLeaseCheck)
+        {
+            Stash.Stash();
+            return;
+        }
+        if (_lease.Holds(Now())) return;
+        Timers.Cancel("predecessor-lease");
+        BecomeServing();
+    }
+
+    private sealed record PredecessorLeaseCheck
+    {
+        public static readonly PredecessorLeaseCheck Instance = new();
     }
 
     protected override void OnRecoveryFailure(Exception reason, object? message = null)

@@ -45,7 +45,8 @@ public sealed record ResolvedVolume(string Name, string Path, long CapacityBytes
 /// not know: persistence, batching, membership and scanning.
 /// <para>
 /// Its life, one behaviour at a time: <b>Recovering</b> (snapshot and events; Akka holds commands back), then
-/// <b>StartingEpoch</b> (the new epoch is persisted before anything is served), then <b>Serving</b>; from there
+/// <b>StartingEpoch</b> (the new epoch is persisted before anything is served), then <b>WaitingOutPredecessor</b> (one
+/// read lease, so that a resumed predecessor's lease has run out), then <b>Serving</b>; from there
 /// <b>HandingOver</b> (StopLedger: answer nothing new, stop once the write in flight is confirmed). Instead of serving,
 /// recovery may end in <b>StandingDown</b> (a write on this node failed moments ago: serve nothing, then recover again)
 /// or <b>Refused</b> (the journal holds a type this version does not know: answer every request with the reason,
