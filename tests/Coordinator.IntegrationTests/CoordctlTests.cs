@@ -391,6 +391,9 @@ public sealed class CoordctlClientRetryTests
         Assert.True(capped >= 1, $"the waits start at the cap: {shown} ms");
         Assert.True(waits.Skip(capped).All(d => d < cap), $"once a wait is cut short by the budget, none is the cap again: {shown} ms");
         Assert.True(waits.Aggregate(TimeSpan.Zero, (a, d) => a + d) <= options.RetryBudget, $"the waits stay within the budget: {shown} ms");
+        // No sliver: with less than 10 ms of budget left the client gives up instead of waiting (37 calls once, a loop
+        // of sub-millisecond waits at the end of the budget).
+        Assert.True(waits.All(d => d > TimeSpan.FromMilliseconds(5)), $"no wait is a sliver: {shown} ms");
         Assert.InRange(handler.Calls.Count, 2, 15);
     }
 
