@@ -151,8 +151,7 @@ public sealed record CoordinatorSettings
         var folder = c.GetString("images.folder", "_base").Replace('\\', '/').Trim('/');
         if (InputRules.NormalizeVolumePath("/v", folder, out _) is { } folderErr)
             throw new ConfigurationException($"coordinator.images.folder: {folderErr}");
-        var tokenFile = c.GetString("images.glance.token-file", "");
-        var token = !string.IsNullOrWhiteSpace(tokenFile) ? File.ReadAllText(tokenFile).Trim() : c.GetString("images.glance.token", "");
+        var token = SecretReader.Read(c, "images.glance.token") ?? "";
         var images = new ImageCacheSettings(
             imageVolume, folder,
             Positive("images.lease-ttl", c.GetTimeSpan("images.lease-ttl", TimeSpan.FromSeconds(30))),
@@ -241,13 +240,8 @@ public sealed record CoordinatorSettings
         };
     }
 
-    /// <summary>A secret from HOCON, or from the file named by the key with a -file suffix (never logged).</summary>
-    private static string? Secret(Config c, string key)
-    {
-        var file = c.GetString(key + "-file", "");
-        var value = !string.IsNullOrWhiteSpace(file) ? File.ReadAllText(file).Trim() : c.GetString(key, "");
-        return string.IsNullOrWhiteSpace(value) ? null : value;
-    }
+    /// <summary>A secret from HOCON, a file (key-file) or the environment (key-env); never logged.</summary>
+    private static string? Secret(Config c, string key) => SecretReader.Read(c, key);
 
     /// <summary>Whether <paramref name="path"/> is <paramref name="folder"/> or inside it (both full paths).</summary>
     private static bool IsUnder(string path, string folder)
