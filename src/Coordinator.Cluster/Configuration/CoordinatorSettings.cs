@@ -70,6 +70,9 @@ public sealed record CoordinatorSettings
     /// <summary>Bearer token the node-agent routes (/v1/...) require; empty: they are open (bound to loopback by default).</summary>
     public string? AgentToken { get; init; }
 
+    /// <summary>Certificates, trust and TLS (coordinator.security).</summary>
+    public required SecuritySettings Security { get; init; }
+
     public string? LogFile { get; init; }
     public string LogLevel { get; init; } = "Information";
 
@@ -233,6 +236,7 @@ public sealed record CoordinatorSettings
             HyperV = hyperv,
             AdminToken = Secret(c, "http.admin-token"),
             AgentToken = Secret(c, "http.agent-token"),
+            Security = SecuritySettings.FromConfig(c),
             RescanInterval = c.GetTimeSpan("csv.rescan-interval", TimeSpan.FromSeconds(30)),
             Volumes = volumes,
             LogFile = string.IsNullOrWhiteSpace(logFile) ? null : Path.GetFullPath(Path.IsPathRooted(logFile) ? logFile : Path.Combine(dataDir, logFile)),
