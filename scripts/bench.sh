@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark (issues 7 and 12): our 3-node cluster on SQLite (ours-3) and on PostgreSQL (ours-3-pg, a
+# Side-by-side benchmark (issues 7, 12, 13): our 3-node cluster on SQLite (ours-3; ours-3-tls with mutual TLS between
+# the nodes, certificates made by scripts/deploy/make-certs.sh) and on PostgreSQL (ours-3-pg, a
 # throwaway fsync=on server), with the fast-failover profile (ours-3-fast), vs etcd 3.4: 1 member (etcd-1), 3 members
 # (etcd-3: one usage key per volume) and 3 members with a usage key per node (etcd-3-pernode), under the same load
 # generator; failover after SIGKILL of the leader (median of 5); recovery/size with 100k reservations + 10k images.
@@ -68,6 +69,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The certificates of ours-3-tls: a throwaway CA and hv01..hv03, in this run's folder (removed with it).
+"$root/scripts/deploy/make-certs.sh" ca "$dir/certs" 30 >/dev/null
+for n in hv01 hv02 hv03; do "$root/scripts/deploy/make-certs.sh" node "$dir/certs" "$n" 127.0.0.1 localhost --days 30 >/dev/null; done
+
 dotnet "$root/scripts/bench/CoordinatorBench/bin/Release/net10.0/CoordinatorBench.dll" \
   --service-dll "$root/src/Coordinator.Service/bin/Release/net10.0/Coordinator.Service.dll" --dir "$dir" \
-  --fast-profile "$root/hocon/fast-failover.hocon" --pg-script "$root/scripts/pg-throwaway.sh" --pg-dir "$pg_dir" "$@"
+  --fast-profile "$root/hocon/fast-failover.hocon" --pg-script "$root/scripts/pg-throwaway.sh" --pg-dir "$pg_dir" --tls-certs "$dir/certs" "$@"

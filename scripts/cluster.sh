@@ -5,6 +5,8 @@
 #   scripts/cluster.sh stop [DIR]      SIGTERM exactly the recorded PIDs (SIGKILL after 15 s), nothing else
 # DIR defaults to ./data/local-cluster. Ports: HTTP from $HTTP_BASE (7071), Akka from $AKKA_BASE (4054).
 # Extra HOCON for every node can be given in $EXTRA_HOCON (e.g. 'coordinator.csv.quota-policy = partitioned').
+# TLS=1: mutual TLS between the nodes, with a CA and node certificates made in DIR/certs by scripts/deploy/make-certs.sh
+# (the HTTP API stays plain http on loopback).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:-}
@@ -21,6 +23,10 @@ case "$cmd" in
     seeds=""
     for i in $(seq 1 "$n"); do seeds="$seeds\"akka.tcp://coordinator@127.0.0.1:$((akka_base + i - 1))\","; done
     mkdir -p "$dir/csv/Volume1"
+    if [ "${TLS:-0}" = 1 ] && [ ! -f "$dir/certs/ca.crt" ]; then
+      "$root/scripts/deploy/make-certs.sh" ca "$dir/certs" >/dev/null
+      for i in $(seq 1 "$n"); do "$root/scripts/deploy/make-certs.sh" node "$dir/certs" "$(printf 'hv%02d' "$i")" 127.0.0.1 localhost >/dev/null; done
+    fi
     : >"$dir/pids"
     for i in $(seq 1 "$n"); do
       name=$(printf 'hv%02d' "$i")
@@ -32,6 +38,7 @@ coordinator {
   persistence.connection-string = "Data Source=$dir/ledger.db"
   csv.volumes = [ { name = "Volume1", path = "$dir/csv/Volume1", capacity = ${CAPACITY:-500GiB}, headroom = 0 } ]
 }
+$([ "${TLS:-0}" = 1 ] && echo "coordinator.security { certificate { file = \"$dir/certs/$name.crt\", key-file = \"$dir/certs/$name.key\" }, trust.ca-file = \"$dir/certs/ca.crt\", remoting.tls = on }")
 akka.remote.dot-netty.tcp.port = $((akka_base + i - 1))
 akka.cluster.seed-nodes = [${seeds%,}]
 ${EXTRA_HOCON:-}

@@ -51,14 +51,17 @@ public sealed class BenchOptions : CommandSettings
     [CommandOption("--dir <DIR>"), Description("An empty folder for every process's data and logs; the caller removes it.")]
     public string Dir { get; init; } = "";
 
-    public static readonly string[] KnownTargets = ["ours-3", "ours-3-pg", "ours-3-fast", "etcd-1", "etcd-3", "etcd-3-pernode"];
+    public static readonly string[] KnownTargets = ["ours-3", "ours-3-tls", "ours-3-pg", "ours-3-fast", "etcd-1", "etcd-3", "etcd-3-pernode"];
 
-    [CommandOption("--targets <LIST>"), Description("Comma-separated: ours-3 (SQLite journal), ours-3-pg (PostgreSQL journal), ours-3-fast (SQLite, --fast-profile), " +
-        "etcd-1, etcd-3, etcd-3-pernode. Default all six. 'ours' and 'ours-fast' are accepted for ours-3 and ours-3-fast.")]
+    [CommandOption("--targets <LIST>"), Description("Comma-separated: ours-3 (SQLite journal), ours-3-tls (ours-3 with mutual TLS between the nodes, --tls-certs), ours-3-pg (PostgreSQL journal), ours-3-fast (SQLite, --fast-profile), " +
+        "etcd-1, etcd-3, etcd-3-pernode. Default all seven. 'ours' and 'ours-fast' are accepted for ours-3 and ours-3-fast.")]
     public string Targets { get; init; } = string.Join(",", KnownTargets);
 
     [CommandOption("--fast-profile <FILE>"), Description("HOCON layered over our defaults for the target ours-fast (hocon/fast-failover.hocon).")]
     public string? FastProfile { get; init; }
+
+    [CommandOption("--tls-certs <DIR>"), Description("Certificates of target ours-3-tls: ca.crt, hv01..hv03.crt/.key (scripts/deploy/make-certs.sh; scripts/bench.sh makes them).")]
+    public string? TlsCerts { get; init; }
 
     [CommandOption("--workloads <LIST>"), Description("Comma-separated: reserve, resize, release, quota, lease, contention. Default all.")]
     public string WorkloadList { get; init; } = string.Join(",", Workloads.All);
@@ -114,6 +117,8 @@ public sealed class BenchOptions : CommandSettings
             return ValidationResult.Error("ours-3-pg needs --postgres CONNECTION-STRING or --pg-script and --pg-dir (scripts/bench.sh passes them)");
         if (GiveUp <= 0) return ValidationResult.Error("--give-up must be positive");
         if (WorkloadNames.Except(Workloads.All).FirstOrDefault() is { } w) return ValidationResult.Error($"--workloads: unknown workload '{w}'");
+        if (TargetNames.Contains("ours-3-tls") && !File.Exists(Path.Combine(TlsCerts ?? "", "ca.crt")))
+            return ValidationResult.Error("ours-3-tls needs --tls-certs DIR with ca.crt and hv01..hv03.crt/.key (scripts/bench.sh passes it)");
         if (TargetNames.Contains("ours-3-fast") && !File.Exists(FastProfile)) return ValidationResult.Error("ours-3-fast needs --fast-profile FILE");
         if (Concurrency < 1) return ValidationResult.Error("--concurrency must be at least 1");
         if (Duration <= 0 || Warmup < 0) return ValidationResult.Error("--duration must be positive and --warmup not negative");
@@ -125,8 +130,8 @@ public sealed class BenchOptions : CommandSettings
     public BenchOptions Effective() => !Smoke ? this : With(o => new BenchOptions
     {
         ServiceDll = o.ServiceDll, Dir = o.Dir, FastProfile = o.FastProfile, Output = o.Output, Postgres = o.Postgres,
-        PgScript = o.PgScript, PgDir = o.PgDir, Smoke = true, GiveUp = o.GiveUp,
-        Targets = "ours-3,ours-3-pg,etcd-1,etcd-3,etcd-3-pernode", WorkloadList = o.WorkloadList, Concurrency = Math.Min(o.Concurrency, 16),
+        PgScript = o.PgScript, PgDir = o.PgDir, Smoke = true, GiveUp = o.GiveUp, TlsCerts = o.TlsCerts,
+        Targets = "ours-3,ours-3-tls,ours-3-pg,etcd-1,etcd-3,etcd-3-pernode", WorkloadList = o.WorkloadList, Concurrency = Math.Min(o.Concurrency, 16),
         Duration = 1, Warmup = 0.5, FailoverTrials = 0, RecoveryReservations = 300, RecoveryImages = 30,
     });
 
@@ -141,7 +146,7 @@ public sealed class BenchOptions : CommandSettings
         PgScript = PgScript is null ? null : Path.GetFullPath(PgScript), PgDir = PgDir is null ? null : Path.GetFullPath(PgDir),
         Smoke = Smoke, Targets = Targets, WorkloadList = WorkloadList, Concurrency = Concurrency, Duration = Duration,
         Warmup = Warmup, GiveUp = GiveUp, FailoverTrials = FailoverTrials, RecoveryReservations = RecoveryReservations,
-        RecoveryImages = RecoveryImages,
+        RecoveryImages = RecoveryImages, TlsCerts = TlsCerts is null ? null : Path.GetFullPath(TlsCerts),
     };
 }
 
@@ -180,6 +185,7 @@ public sealed class BenchCommand : AsyncCommand<BenchOptions>
                 "ours-3" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt),
                 "ours-3-pg" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt, pg?.ConnectionString ?? opts.Postgres, name: "ours-3-pg",
                     journal: pg?.Describe ?? "PostgreSQL given by --postgres (its fsync/synchronous_commit as configured there)"),
+                "ours-3-tls" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt, name: "ours-3-tls", tlsCerts: Path.GetFullPath(opts.TlsCerts!)),
                 "ours-3-fast" => new CoordinatorTarget(3, dir, opts.ServiceDll, attempt, null, File.ReadAllText(opts.FastProfile!), "ours-3-fast"),
                 "etcd-1" => new CoordinatorBench.Etcd.EtcdTarget(1, dir, attempt),
                 "etcd-3" => new CoordinatorBench.Etcd.EtcdTarget(3, dir, attempt),

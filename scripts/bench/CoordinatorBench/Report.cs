@@ -161,6 +161,11 @@ public sealed class Report(TextWriter console, List<Stats> stats, List<FailoverR
             if (Find(o, "reserve") is { } a && Find(e, "reserve") is { } b)
                 yield return $"like for like ({why}): reservations {o} / {e}: {a.OpsPerSecond / Math.Max(b.OpsPerSecond, 1e-9):0.00}x, " +
                              $"p99 {F(a.P99, "0.0")} vs {F(b.P99, "0.0")} ms";
+        // Issue 13: what mutual TLS between the nodes costs (the HTTP API stays plain on loopback in both).
+        foreach (var wl in Workloads.All)
+            if (Find("ours-3-tls", wl) is { } tls && Find("ours-3", wl) is { } plain)
+                yield return $"TLS cost ({wl}): ours-3-tls / ours-3 throughput {tls.OpsPerSecond / Math.Max(plain.OpsPerSecond, 1e-9):0.00}x, " +
+                             $"p50 {F(tls.P50, "0.0")} vs {F(plain.P50, "0.0")} ms, p99 {F(tls.P99, "0.0")} vs {F(plain.P99, "0.0")} ms";
         foreach (var fo in failovers.Where(f => f.Target.StartsWith("ours", StringComparison.Ordinal)))
             yield return $"target: leader SIGKILL -> writes back, median <= 3 s ({fo.Target}): {fo.MedianMs / 1000:0.00} s -> {(fo.MedianMs <= 3000 ? "reached" : "NOT reached")}";
         if (recovery is { Reservations: >= 100_000 } rec)

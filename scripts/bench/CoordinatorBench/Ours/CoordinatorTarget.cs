@@ -29,10 +29,13 @@ public sealed class CoordinatorTarget : ITarget
     private readonly string[] _names;
     private long _fetchers;
     private readonly string _journal;
+    private readonly string? _tlsCerts;
 
     public CoordinatorTarget(int nodes, string dir, string serviceDll, TimeSpan opTimeout, string? postgres = null, string extraHocon = "", string? name = null,
-        string? journal = null)
+        string? journal = null, string? tlsCerts = null)
     {
+        // Remoting with mutual TLS: DIR/ca.crt and DIR/hvNN.crt + .key (scripts/deploy/make-certs.sh).
+        _tlsCerts = tlsCerts;
         _journal = journal ?? (postgres is null
             ? "SQLite, one file shared by the nodes (one durable copy; SQLite defaults: rollback journal, synchronous=FULL, an fsync per commit)"
             : "PostgreSQL");
@@ -59,7 +62,7 @@ public sealed class CoordinatorTarget : ITarget
     public string Name { get; }
 
     public string Describe =>
-        $"{_nodes} Coordinator.Service processes (Akka.NET 1.5.73, {(_extraHocon.Length == 0 ? "default HOCON" : "fast-failover profile")}, journal {_journal}, " +
+        $"{_nodes} Coordinator.Service processes (Akka.NET 1.5.73, {(_extraHocon.Length == 0 ? "default HOCON" : "fast-failover profile")}{(_tlsCerts is null ? ", remoting in plain TCP" : ", remoting with mutual TLS")}, journal {_journal}, " +
         $"HTTP ports {string.Join(",", _httpPorts)}), data {_dir}";
 
     public int Endpoints => _nodes;
@@ -89,6 +92,7 @@ public sealed class CoordinatorTarget : ITarget
                   {{journal}}
                   csv.volumes = [ { name = "{{Volume}}", path = "{{_dir}}/csv/{{Volume}}", capacity = 100TiB, headroom = 0 } ]
                 }
+                {{(_tlsCerts is null ? "" : $"coordinator.security {{ certificate {{ file = \"{_tlsCerts}/{_names[i]}.crt\", key-file = \"{_tlsCerts}/{_names[i]}.key\" }}, trust.ca-file = \"{_tlsCerts}/ca.crt\", remoting.tls = on }}")}}
                 akka.remote.dot-netty.tcp.port = {{_akkaPorts[i]}}
                 akka.cluster.seed-nodes = [{{seeds}}]
                 {{_extraHocon}}
