@@ -88,8 +88,9 @@ public sealed class TestCertificateAuthority : IDisposable
     /// <summary>The CA certificate as PEM (what a ca-file holds).</summary>
     public string Pem => _ca.ExportCertificatePem();
 
-    /// <summary>A server certificate for 127.0.0.1 and localhost, with its private key (loaded as Kestrel needs it).</summary>
-    public X509Certificate2 IssueServer()
+    /// <summary>A server certificate for 127.0.0.1 and localhost, with its private key (loaded as Kestrel needs it);
+    /// with <paramref name="clientAuth"/> also usable as a client certificate (a node's, for mutual TLS).</summary>
+    public X509Certificate2 IssueServer(bool clientAuth = false)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest("CN=127.0.0.1", key, HashAlgorithmName.SHA256);
@@ -97,7 +98,8 @@ public sealed class TestCertificateAuthority : IDisposable
         san.AddIpAddress(IPAddress.Loopback);
         san.AddDnsName("localhost");
         request.CertificateExtensions.Add(san.Build());
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid("1.3.6.1.5.5.7.3.1")], false));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(
+            clientAuth ? [new Oid("1.3.6.1.5.5.7.3.1"), new Oid("1.3.6.1.5.5.7.3.2")] : [new Oid("1.3.6.1.5.5.7.3.1")], false));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
         var serial = RandomNumberGenerator.GetBytes(12);
         using var issued = request.Create(_ca, DateTimeOffset.UtcNow.AddMinutes(-30), DateTimeOffset.UtcNow.AddDays(1), serial);
