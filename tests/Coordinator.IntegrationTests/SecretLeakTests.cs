@@ -86,6 +86,8 @@ public sealed class SecretLeakTests(ITestOutputHelper output)
                 trust.ca-file = "{{clusterCaFile}}"
               }
             }
+            # Asked for, but the node must not print its configuration: it holds the secrets.
+            akka.log-config-on-start = on
             """);
         c.Http.Timeout = TimeSpan.FromSeconds(60);
         try

@@ -56,6 +56,9 @@ public static class PersistenceHocon
         var conn = Quote(connectionString);
         var name = ProviderName(provider);
         var hocon = $$"""
+            # The configuration holds the journal's password (and the coordinator's tokens): Akka must never print it.
+            # This layer sits above the site file, so a site file cannot turn it on.
+            akka.log-config-on-start = off
             akka.persistence {
               journal {
                 plugin = "akka.persistence.journal.sql"
