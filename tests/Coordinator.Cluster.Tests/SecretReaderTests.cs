@@ -92,6 +92,38 @@ public sealed class SecretReaderTests : IDisposable
     }
 
     [Fact]
+    public void A_secret_with_a_line_break_inside_is_refused_without_being_quoted()
+    {
+        var file = SecretFile(_secret + "\nsecond-line-" + _secret);
+        var e = Assert.Throws<ConfigurationException>(() => SecretReader.Read(Hocon($"images.glance.token-file = {Q(file)}"), "images.glance.token"));
+        Assert.Contains("coordinator.images.glance.token-file", e.Message);
+        Assert.Contains("control character", e.Message);
+        Assert.DoesNotContain(_secret, e.Message);
+
+        var env = "COORD_TEST_CTRL_" + Guid.NewGuid().ToString("N")[..8].ToUpperInvariant();
+        Environment.SetEnvironmentVariable(env, _secret + "\r\nX-Injected: 1");
+        try
+        {
+            e = Assert.Throws<ConfigurationException>(() => SecretReader.Read(Hocon($"t-env = {env}"), "t"));
+            Assert.Contains("coordinator.t-env", e.Message);
+            Assert.DoesNotContain(_secret, e.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(env, null);
+        }
+    }
+
+    [Fact]
+    public void A_file_too_big_to_be_a_secret_is_refused()
+    {
+        var file = SecretFile(new string('x', SecretReader.MaxFileBytes + 1));
+        var e = Assert.Throws<ConfigurationException>(() => SecretReader.Read(Hocon($"t-file = {Q(file)}"), "t"));
+        Assert.Contains(file, e.Message);
+        Assert.Contains("64 KiB", e.Message);
+    }
+
+    [Fact]
     public void The_journal_password_is_merged_into_the_connection_string_and_errors_never_quote_it()
     {
         var file = SecretFile(_secret);
