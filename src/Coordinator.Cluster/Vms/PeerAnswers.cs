@@ -53,9 +53,11 @@ public static class PeerAnswers
         if (InputRules.CheckId("volume name", name) is { } idErr) throw new PeerAnswerException($"volume #{index}: {idErr}");
         var path = String(v, "path", index);
         if (CheckRoot(path) is { } pathErr) throw new PeerAnswerException($"volume '{Printable(name)}': {pathErr}");
-        foreach (var field in new[] { "capacityBytes", "headroomBytes", "usedBytes", "reservedBytes", "freeBytes" })
-            if (v.TryGetProperty(field, out var f) && (f.ValueKind != JsonValueKind.Number || !f.TryGetInt64(out var n) || n < 0 || n > ByteSize.MaxBytes))
-                throw new PeerAnswerException($"volume '{Printable(name)}': {field} is not a size between 0 and 2^62");
+        // Configured sizes (and what is free of them) stay within [0, 2^62]; a coordinator's sums saturate at 2^63-1.
+        foreach (var (field, max) in new[] { ("capacityBytes", ByteSize.MaxBytes), ("headroomBytes", ByteSize.MaxBytes), ("freeBytes", ByteSize.MaxBytes),
+                     ("usedBytes", long.MaxValue), ("reservedBytes", long.MaxValue) })
+            if (v.TryGetProperty(field, out var f) && (f.ValueKind != JsonValueKind.Number || !f.TryGetInt64(out var n) || n < 0 || n > max))
+                throw new PeerAnswerException($"volume '{Printable(name)}': {field} is not a size between 0 and {(max == ByteSize.MaxBytes ? "2^62" : "2^63-1")}");
         return (name, path);
     }
 
