@@ -155,6 +155,36 @@ public sealed class OutgoingCallTests(ITestOutputHelper output) : IAsyncLifetime
         Directory.Delete(dir, true);
     }
 
+    [Fact]
+    public async Task A_node_refuses_to_start_with_a_plain_http_peer_beyond_loopback_or_a_secret_file_others_can_read()
+    {
+        var dir = Directory.CreateTempSubdirectory("coord-refuse-").FullName;
+        var secret = "peer-" + Guid.NewGuid().ToString("N");
+        var open = Path.Combine(dir, "peer.token");
+        await File.WriteAllTextAsync(open, secret);
+        File.SetUnixFileMode(open, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead); // 644
+        var cases = new (string Hocon, string[] Expected)[]
+        {
+            ("""coordinator.hyperv.peers { hvb01 { url = "http://10.20.30.40:7070", token = t } }""",
+                ["coordinator.hyperv.peers.hvb01", "https", "coordinator.security.insecure"]),
+            ("""coordinator.hyperv.peers { hvb01 = "https://hvb01.example:7070" }""", ["coordinator.hyperv.peers.hvb01", "not a plain URL"]),
+            ($$"""coordinator.hyperv.peers { hvb01 { url = "https://hvb01.example:7070", token-file = "{{open}}" } }""",
+                ["coordinator.hyperv.peers.hvb01.token-file", open, "chmod 600"]),
+        };
+        foreach (var (hocon, expected) in cases)
+        {
+            var c = Start(1, "hv", hocon);
+            var code = await c.WaitForExitAsync(c.Nodes[0], TimeSpan.FromSeconds(60));
+            var log = File.ReadAllText(c.LogPath(c.Nodes[0]));
+            output.WriteLine($"exit {code}: {log.Trim()}");
+            Assert.Equal(2, code);
+            Assert.Contains("coordinator: invalid configuration: ", log);
+            foreach (var e in expected) Assert.Contains(e, log);
+            Assert.DoesNotContain(secret, log);
+        }
+        Directory.Delete(dir, true);
+    }
+
     /// <summary>Everything a failed migration could have changed: the hypervisor's view, the ledger's VM and its claim.</summary>
     private static async Task<string> State(LocalCluster c, SimulatedClusterDatabase sim, string name)
     {

@@ -32,7 +32,7 @@ public sealed record PeerClusterSettings(Uri Url, string? Token, X509Certificate
                 var url = ParseUrl(key, value.GetString());
                 if (!SecuritySettings.IsLoopback(url.Host))
                     throw new ConfigurationException(
-                        $"{key}: a peer beyond loopback needs {{ url, token (or token-file, token-env), ca-file }}, not a plain URL");
+                        $"{key}: a peer beyond loopback is configured as {{ url = \"https://...\", token-file (or token, token-env), ca-file (optional) }}, not a plain URL");
                 peer = new PeerClusterSettings(url, null, null);
             }
             else
