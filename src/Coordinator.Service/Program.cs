@@ -59,16 +59,13 @@ try
     builder.Services.AddSingleton<LedgerGateway>();
     builder.Services.AddSingleton<ImageFetcher>();
     builder.Services.AddSingleton<IImageSource, ImageSourceAdapter>();
-    builder.Services.AddSingleton<IPeerClusters>(_ => new HttpPeerClusters(settings, new HttpClient { Timeout = TimeSpan.FromMinutes(1) }));
+    builder.Services.AddSingleton<IPeerClusters>(_ => new HttpPeerClusters(settings));
     builder.Services.AddSingleton<NodeDirectory>();
     // Started before Akka (registration order), so the node actor finds its hypervisor ready.
     builder.Services.AddSingleton<HyperVBackend>();
     builder.Services.AddHostedService(sp => sp.GetRequiredService<HyperVBackend>());
-    // One long-lived client (pooled connections recycled every few minutes, so DNS changes are seen). Downloads can
-    // take long: stalls are caught per read (images.glance.timeout), not by a whole-request timeout.
-    builder.Services.AddSingleton(sp => new GlanceClient(
-        new HttpClient(new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5) }) { Timeout = Timeout.InfiniteTimeSpan },
-        settings, sp.GetRequiredService<ILogger<GlanceClient>>()));
+    // Outgoing calls never follow a redirect with their credentials to another origin (see SafeRedirectHandler).
+    builder.Services.AddSingleton(sp => new GlanceClient(GlanceClient.CreateHttpClient(), settings, sp.GetRequiredService<ILogger<GlanceClient>>()));
     builder.Services.AddCoordinatorAkka(hocon, settings, ledgerSettings, journalIdentity);
     
 

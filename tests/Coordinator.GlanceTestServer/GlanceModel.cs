@@ -41,3 +41,16 @@ public sealed record GlanceFault(GlanceFaultMode Mode, long AfterBytes = 0, bool
 {
     public static GlanceFault None { get; } = new(GlanceFaultMode.None);
 }
+
+/// <summary>
+/// Makes <c>GET /v2/images/{id}/file</c> answer <paramref name="Status"/> (301, 302, 303, 307, 308) with
+/// <c>Location: </c><paramref name="Location"/>: a relative location stays on this server (e.g. its object route
+/// <see cref="GlanceTestServer.ObjectPath"/>), an absolute one sends the client elsewhere (another server's object route).
+/// </summary>
+public sealed record GlanceRedirect(int Status, string Location);
+
+/// <summary>One request as the server received it: every header, for tests of what a client sends where.</summary>
+public sealed record RecordedRequest(string Method, string Path, IReadOnlyDictionary<string, string> Headers)
+{
+    public bool Has(string header) => Headers.ContainsKey(header);
+}

@@ -37,6 +37,7 @@ public sealed class GlanceTestServer : IAsyncDisposable
     private readonly ILogger _log;
     private readonly ConcurrentDictionary<string, ImageState> _images = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentQueue<RecordedRequest> _requests = new();
     private TaskCompletionSource _downloadStarted = NewSignal();
     private int _disposed;
 
@@ -141,6 +142,23 @@ public sealed class GlanceTestServer : IAsyncDisposable
         return image;
     }
 
+    /// <summary>The path of the object route for an image (no token needed): <c>/objects/v2/images/{id}/file</c>.</summary>
+    public static string ObjectPath(string id) => $"/objects/v2/images/{Uri.EscapeDataString(id)}/file";
+
+    /// <summary>Every request received so far, with all its headers, in order.</summary>
+    public IReadOnlyList<RecordedRequest> Requests => _requests.ToArray();
+
+    /// <summary>Sets (or, with null, clears) the redirect of an image's file route.</summary>
+    public void SetRedirect(string id, GlanceRedirect? redirect)
+    {
+        if (redirect is not null && redirect.Status is not (301 or 302 or 303 or 307 or 308))
+            throw new ArgumentOutOfRangeException(nameof(redirect), redirect.Status, "Not a redirect status.");
+        var state = State(id);
+        lock (state.Gate)
+            state.Redirect = redirect;
+        _log.LogInformation("Image {Id}: redirect {Redirect}", id, redirect);
+    }
+
     /// <summary>Removes an image: both routes then answer 404. Downloads in progress continue.</summary>
     public bool RemoveImage(string id) => _images.TryRemove(id, out _);
 
@@ -242,10 +260,17 @@ public sealed class GlanceTestServer : IAsyncDisposable
 
     private void MapRoutes()
     {
+        _app.Use(async (context, next) =>
+        {
+            _requests.Enqueue(new RecordedRequest(context.Request.Method, context.Request.Path + context.Request.QueryString,
+                context.Request.Headers.ToDictionary(h => h.Key, h => h.Value.ToString(), StringComparer.OrdinalIgnoreCase)));
+            await next(context);
+        });
         _app.MapGet("/versions", Versions);
         _app.MapGet("/v2/images", ListImages);
         _app.MapGet("/v2/images/{id}", ShowImage);
-        _app.MapGet("/v2/images/{id}/file", Download);
+        _app.MapGet("/v2/images/{id}/file", context => Download(context, objectRoute: false));
+        _app.MapGet("/objects/v2/images/{id}/file", context => Download(context, objectRoute: true));
 
         _app.MapGet("/_control/images", ControlList);
         _app.MapPost("/_control/images", ControlAdd);
@@ -308,9 +333,9 @@ public sealed class GlanceTestServer : IAsyncDisposable
         };
     }
 
-    private async Task Download(HttpContext context)
+    private async Task Download(HttpContext context, bool objectRoute)
     {
-        if (!Authorized(context))
+        if (!objectRoute && !Authorized(context))
         {
             await Unauthorized(context);
             return;
@@ -319,6 +344,16 @@ public sealed class GlanceTestServer : IAsyncDisposable
         if (!_images.TryGetValue(id, out var state))
         {
             await NotFound(context, id);
+            return;
+        }
+        GlanceRedirect? redirect;
+        lock (state.Gate)
+            redirect = objectRoute ? null : state.Redirect;
+        if (redirect is not null)
+        {
+            context.Response.StatusCode = redirect.Status;
+            context.Response.Headers.Location = redirect.Location;
+            _log.LogInformation("Image {Id}: download redirected ({Status}) to {Location}", id, redirect.Status, redirect.Location);
             return;
         }
 
@@ -644,6 +679,7 @@ public sealed class GlanceTestServer : IAsyncDisposable
         public readonly GlanceImage Image = image;
         public readonly DateTimeOffset CreatedAt = createdAt;
         public GlanceFault Fault = GlanceFault.None; // under Gate
+        public GlanceRedirect? Redirect; // under Gate
         public TaskCompletionSource StallRelease = NewSignal(); // under Gate
         public int Downloads; // under Gate
         public long BytesServed; // Interlocked

@@ -173,34 +173,27 @@ public sealed class RestoreCommand : AsyncCommand<RestoreSettings>
     private static (JournalProvider Provider, string ConnectionString) JournalOf(RestoreSettings s)
     {
         string providerName;
-        string? conn;
+        Config? config = null;
         if (s.Config is { } file)
         {
             if (!File.Exists(file)) throw new UsageException($"--config: {file} does not exist");
-            Config config;
             try { config = ConfigurationFactory.ParseString(File.ReadAllText(file)); }
             catch (Exception e) { throw new UsageException($"--config: {file} is not valid HOCON: {e.Message}"); }
             providerName = config.GetString("coordinator.persistence.provider", "sqlite");
-            conn = config.GetString("coordinator.persistence.connection-string", "");
-            if (string.IsNullOrWhiteSpace(conn))
-            {
-                // The service's default: <data-dir>/ledger.db, data-dir relative to the working directory (as the service).
-                var dataDir = Path.GetFullPath(config.GetString("coordinator.data-dir", "data"));
-                conn = $"Data Source={Path.Combine(dataDir, "ledger.db")}";
-            }
         }
-        else
-        {
-            providerName = s.Provider ?? "sqlite";
-            conn = s.ConnectionString!;
-        }
+        else providerName = s.Provider ?? "sqlite";
         var provider = providerName.Trim().ToLowerInvariant() switch
         {
             "sqlite" => JournalProvider.Sqlite,
             "postgresql" or "postgres" => JournalProvider.PostgreSql,
             var other => throw new UsageException($"restore: provider '{other}' is not one of sqlite, postgresql"),
         };
-        return (provider, conn);
+        if (config is null) return (provider, s.ConnectionString!);
+        // As the service resolves it: <data-dir>/ledger.db by default (data-dir relative to the working directory), the
+        // password from coordinator.persistence.password(-file/-env) merged in.
+        var coordinator = config.GetConfig("coordinator") ?? ConfigurationFactory.Empty;
+        try { return (provider, PersistenceHocon.ConnectionString(coordinator, provider, Path.GetFullPath(config.GetString("coordinator.data-dir", "data")))); }
+        catch (ConfigurationException e) { throw new UsageException($"--config: {e.Message}"); }
     }
 }
 

@@ -34,7 +34,7 @@ public sealed record HyperVSettings(
     TimeSpan ReconcileInterval,
     TimeSpan OperationTimeout,
     int DrainConcurrency,
-    IReadOnlyDictionary<string, Uri> Peers);
+    IReadOnlyDictionary<string, PeerClusterSettings> Peers);
 
 public enum JournalProvider { Sqlite, PostgreSql }
 
@@ -50,6 +50,8 @@ public sealed record CoordinatorSettings
     /// <summary>How far apart the nodes' clocks may be; a 503 waits this much past a request's deadline.</summary>
     public required TimeSpan MaxClockSkew { get; init; }
     public required JournalProvider Provider { get; init; }
+
+    /// <summary>With the password merged in (coordinator.persistence.password): never log it.</summary>
     public required string ConnectionString { get; init; }
     public required int SnapshotEvery { get; init; }
 
@@ -99,13 +101,7 @@ public sealed record CoordinatorSettings
             "postgresql" or "postgres" => JournalProvider.PostgreSql,
             _ => throw new ConfigurationException($"coordinator.persistence.provider: '{providerName}' is not one of sqlite, postgresql"),
         };
-        var conn = c.GetString("persistence.connection-string", "");
-        if (string.IsNullOrWhiteSpace(conn))
-        {
-            if (provider != JournalProvider.Sqlite)
-                throw new ConfigurationException("coordinator.persistence.connection-string is required for postgresql");
-            conn = $"Data Source={Path.Combine(dataDir, "ledger.db")}";
-        }
+        var conn = PersistenceHocon.ConnectionString(c, provider, dataDir);
 
         var policyName = c.GetString("csv.quota-policy", "shared").Trim().ToLowerInvariant();
         var policy = policyName switch
@@ -180,12 +176,7 @@ public sealed record CoordinatorSettings
         if (backend == "simulated" && volumes.FirstOrDefault(v => IsUnder(Path.GetFullPath(simDb), v.Path)) is { } measured)
             throw new ConfigurationException(
                 $"coordinator.hyperv.simulated.database: '{simDb}' is inside volume '{measured.Name}' ({measured.Path}); put it beside the volume folder");
-        var peers = new Dictionary<string, Uri>(StringComparer.OrdinalIgnoreCase);
-        var peersConfig = c.GetConfig("hyperv.peers");
-        if (peersConfig is not null && !peersConfig.IsEmpty)
-            foreach (var kv in peersConfig.AsEnumerable())
-                peers[kv.Key] = Uri.TryCreate(kv.Value.GetString(), UriKind.Absolute, out var u) && u.Scheme is "http" or "https"
-                    ? u : throw new ConfigurationException($"coordinator.hyperv.peers.{kv.Key}: not an http(s) URL");
+        var peers = PeerClusterSettings.FromConfig(c, c.GetBoolean("security.insecure", false));
         var memory = c.GetString("hyperv.simulated.memory", "64GiB");
         var hyperv = new HyperVSettings(
             backend,

@@ -1,5 +1,6 @@
 using Akka.Configuration;
 using Akka.Persistence.Sql;
+using Npgsql;
 
 namespace Coordinator.Cluster.Configuration;
 
@@ -17,11 +18,47 @@ public static class PersistenceHocon
         _ => throw new ArgumentOutOfRangeException(nameof(p)),
     };
 
+    /// <summary>
+    /// The journal's connection string from <c>coordinator.persistence</c>: <c>connection-string</c> (empty for sqlite:
+    /// <c>data-dir/ledger.db</c>), with <c>password</c> (or <c>password-file</c>, <c>password-env</c>, read by
+    /// <see cref="SecretReader"/>) merged in by Npgsql's builder, so the HOCON need not hold the password. Errors never
+    /// quote the connection string: it may hold a password.
+    /// </summary>
+    public static string ConnectionString(Config coordinator, JournalProvider provider, string dataDir)
+    {
+        var conn = coordinator.GetString("persistence.connection-string", "");
+        var password = SecretReader.Read(coordinator, "persistence.password");
+        if (string.IsNullOrWhiteSpace(conn))
+        {
+            if (provider != JournalProvider.Sqlite)
+                throw new ConfigurationException("coordinator.persistence.connection-string is required for postgresql");
+            conn = $"Data Source={Path.Combine(dataDir, "ledger.db")}";
+        }
+        if (password is null) return conn;
+        if (provider != JournalProvider.PostgreSql)
+            throw new ConfigurationException("coordinator.persistence.password applies to postgresql only (sqlite has no password)");
+        NpgsqlConnectionStringBuilder builder;
+        try { builder = new NpgsqlConnectionStringBuilder(conn); }
+        catch (ArgumentException)
+        {
+            // Not e.Message: it may quote the connection string.
+            throw new ConfigurationException("coordinator.persistence.connection-string is not a valid PostgreSQL connection string");
+        }
+        if (!string.IsNullOrEmpty(builder.Password))
+            throw new ConfigurationException(
+                "coordinator.persistence.connection-string holds a password and coordinator.persistence.password(-file/-env) sets one too: keep only the latter");
+        builder.Password = password;
+        return builder.ConnectionString;
+    }
+
     public static Config For(JournalProvider provider, string connectionString)
     {
         var conn = Quote(connectionString);
         var name = ProviderName(provider);
         var hocon = $$"""
+            # The configuration holds the journal's password (and the coordinator's tokens): Akka must never print it.
+            # This layer sits above the site file, so a site file cannot turn it on.
+            akka.log-config-on-start = off
             akka.persistence {
               journal {
                 plugin = "akka.persistence.journal.sql"

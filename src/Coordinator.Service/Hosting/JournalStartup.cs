@@ -43,7 +43,7 @@ public static class JournalStartup
             {
                 throw new JournalIdentityException(
                     $"the journal ({settings.Provider}) did not answer for {WaitForJournal.TotalSeconds:0} s: {e.GetBaseException().Message} " +
-                    "(check coordinator.persistence.connection-string)", e);
+                    "(check coordinator.persistence.connection-string and coordinator.persistence.password)", e);
             }
         }
     }

@@ -35,6 +35,20 @@ public sealed class GlanceClient(HttpClient http, CoordinatorSettings settings, 
     private const int BufferSize = 1 << 20;
     private ImageCacheSettings Images => settings.Images;
 
+    /// <summary>
+    /// The client glance calls go through: one long-lived client (pooled connections recycled every few minutes, so
+    /// DNS changes are seen). Redirects are followed by <see cref="Coordinator.Cluster.Security.SafeRedirectHandler"/>,
+    /// never by the socket handler, so the X-Auth-Token never reaches another origin (an object store glance sends the
+    /// download to, say). Downloads can take long: stalls are caught per read (images.glance.timeout), not by a
+    /// whole-request timeout.
+    /// </summary>
+    public static HttpClient CreateHttpClient() =>
+        new(new Coordinator.Cluster.Security.SafeRedirectHandler(
+            new SocketsHttpHandler { PooledConnectionLifetime = TimeSpan.FromMinutes(5), AllowAutoRedirect = false }))
+        {
+            Timeout = Timeout.InfiniteTimeSpan,
+        };
+
     public async Task<GlanceImage> GetImageAsync(string imageId, CancellationToken ct)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
