@@ -57,7 +57,7 @@ public static class Authentication
 
     /// <summary>Routes anyone may call: health, the OpenAPI document, and reading the membership.</summary>
     private static bool IsOpen(HttpRequest r) =>
-        r.Path.StartsWithSegments("/health") || r.Path.StartsWithSegments("/openapi")
+        r.Path.StartsWithSegments("/healthz") || r.Path.StartsWithSegments("/readyz") || r.Path.StartsWithSegments("/openapi")
         || (r.Path.StartsWithSegments("/cluster") && (HttpMethods.IsGet(r.Method) || HttpMethods.IsHead(r.Method)));
 }
 

@@ -70,12 +70,19 @@ public sealed record HttpSecurity(bool Tls, CertificateSource? Certificate, IRea
     private static IEnumerable<Credential> Identities(Config c)
     {
         if (!c.HasPath("http.identities")) yield break;
-        var list = c.GetValue("http.identities");
-        if (list.IsEmpty) yield break;
-        if (!list.IsArray()) throw new ConfigurationException("coordinator.http.identities must be a list of { name, role, node, token-sha256 }");
+        IList<Akka.Configuration.Hocon.HoconValue> entries;
+        try
+        {
+            // An empty list ([], the default) is no identities.
+            entries = c.GetValue("http.identities").GetArray();
+        }
+        catch (Exception e) when (e is not ConfigurationException)
+        {
+            throw new ConfigurationException("coordinator.http.identities must be a list of { name, role, node, token-sha256 }");
+        }
         var names = new HashSet<string>(StringComparer.Ordinal);
         var i = 0;
-        foreach (var entry in list.GetArray())
+        foreach (var entry in entries)
         {
             var where = $"coordinator.http.identities[{i++}]";
             if (!entry.IsObject()) throw new ConfigurationException($"{where} must be an object {{ name, role, node, token-sha256 }}");
