@@ -195,6 +195,22 @@ public sealed class IdentityTests(IdentityTests.TwoNodes fx, ITestOutputHelper o
     }
 
     [Fact]
+    public async Task Coordctl_sends_a_token_read_from_a_file()
+    {
+        var endpoint = $"http://127.0.0.1:{fx.Hv1.HttpPort}";
+        var file = Path.Combine(C.Root, "agent.token");
+        await File.WriteAllTextAsync(file, Agent1 + "\n");
+        var anonymous = await Coordctl.RunAsync("volumes", "--endpoint", endpoint, "--retry-for", "0");
+        Assert.True(anonymous.ExitCode == 1, anonymous.ToString());
+        Assert.Contains("bearer token is required", anonymous.Stderr, StringComparison.OrdinalIgnoreCase);
+        var withFile = await Coordctl.RunAsync("volumes", "--endpoint", endpoint, "--token-file", file, "--json");
+        Assert.True(withFile.ExitCode == 0, withFile.ToString());
+        Assert.Contains("Volume1", withFile.Stdout);
+        var missing = await Coordctl.RunAsync("volumes", "--endpoint", endpoint, "--token-file", file + ".missing");
+        Assert.True(missing.ExitCode == 2, missing.ToString());
+    }
+
+    [Fact]
     public async Task The_openapi_document_marks_admin_and_identity_refusals_and_refusals_are_logged_without_tokens()
     {
         var doc = await C.Http.GetFromJsonAsync<JsonElement>(C.Url(fx.Hv2, "/openapi/v1.json"));
