@@ -139,6 +139,26 @@ public sealed class HttpsTests(ITestOutputHelper output) : IDisposable
             File.ReadAllText(noCert.LogPath(noCert.Nodes[0])));
     }
 
+    [Theory]
+    [InlineData("[ { name = \"ops\", role = admin, token-sha256 = \"abc\" } ]", "coordinator.http.identities[0] (ops): token-sha256 must be 64 hex digits")]
+    [InlineData("[ { name = \"a1\", role = agent, token-sha256 = \"%HASH%\" } ]", "coordinator.http.identities[0] (a1): an agent needs its node")]
+    [InlineData("[ { name = \"x\", role = root, token-sha256 = \"%HASH%\" } ]", "role 'root' is not agent, admin or peer")]
+    [InlineData("[ { name = \"dup\", role = admin, token-sha256 = \"%ADMINHASH%\" } ]", "admin-token and dup have the same token")]
+    public async Task A_bad_identity_is_refused_at_start_naming_the_setting(string identities, string expected)
+    {
+        string Hex(string t) => Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(t)));
+        var cluster = Cluster();
+        var n = cluster.Nodes[0];
+        cluster.AppendConfig(n, "coordinator.http.identities = " +
+                                identities.Replace("%HASH%", Hex("some-token")).Replace("%ADMINHASH%", Hex(LocalCluster.AdminToken)));
+        cluster.Start(n);
+        Assert.Equal(2, await cluster.WaitForExitAsync(n, TimeSpan.FromSeconds(60)));
+        var log = File.ReadAllText(cluster.LogPath(n));
+        Assert.True(log.Contains("coordinator: invalid configuration: ") && log.Contains(expected), log);
+        // The refusal names the credential, never its token.
+        Assert.DoesNotContain(LocalCluster.AdminToken, log);
+    }
+
     [Fact]
     public async Task Under_security_insecure_plain_http_beyond_loopback_starts_with_a_warning()
     {

@@ -99,7 +99,10 @@ public static class Authorization
             : Deny(http, 403, "admin-only", "This route needs the admin role", $"{caller} is not an administrator");
     }
 
-    /// <summary>The lease as this caller may see it: its id only for its holder (and an admin).</summary>
+    /// <summary>
+    /// The lease as this caller may see it: its id only for its holder (and an admin); others get null there (the JSON
+    /// shows "leaseId": null; the client's LeaseView.LeaseId is nullable) and still see holder and expiry.
+    /// </summary>
     public static Coordinator.Cluster.Ledger.LeaseView? Shown(this Coordinator.Cluster.Ledger.LeaseView? lease, HttpContext http) =>
         lease is null || http.Caller() is { } c && c.MayActFor(lease.Holder) ? lease : lease with { LeaseId = null! };
 }
