@@ -130,6 +130,14 @@ public static class ProblemTypes
     public const string Unauthorized = "unauthorized";
     public const string Forbidden = "forbidden";
     public const string AdminDisabled = "admin-disabled";
+    /// <summary>The route needs the admin role and the caller has another (agent, peer).</summary>
+    public const string AdminOnly = "admin-only";
+    /// <summary>An agent named another node than its own (reservation, lease, VM, ...).</summary>
+    public const string WrongNode = "wrong-node";
+    /// <summary>Only the lease's holder (or an admin) may renew, complete or abort it.</summary>
+    public const string NotLeaseHolder = "not-lease-holder";
+    /// <summary>A peer cluster's token used on a route peers may not call.</summary>
+    public const string PeerNotAllowed = "peer-not-allowed";
     public const string NodeUnavailable = "node-unavailable";
     public const string VmExists = "vm-exists";
     public const string VmMoving = "vm-moving";

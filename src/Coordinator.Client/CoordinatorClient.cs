@@ -47,12 +47,38 @@ public sealed class CoordinatorClient : IDisposable
 
     /// <summary>A client of the node at <paramref name="endpoint"/> (e.g. http://127.0.0.1:7070).</summary>
     public CoordinatorClient(Uri endpoint, CoordinatorClientOptions? options = null)
-        : this(new HttpClient(new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(5) })
+        : this(new HttpClient(CreateHandler(options?.CaFile))
         {
             BaseAddress = endpoint,
             Timeout = Timeout.InfiniteTimeSpan,
         }, options, ownsHttpClient: true)
     {
+    }
+
+    /// <summary>
+    /// The handler the endpoint constructor uses: no proxy, a 5 s connect timeout, no redirects (a token must not follow
+    /// one), and with <paramref name="caFile"/> a server certificate that must chain to a CA in that PEM file.
+    /// </summary>
+    public static SocketsHttpHandler CreateHandler(string? caFile)
+    {
+        var handler = new SocketsHttpHandler { UseProxy = false, ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false };
+        if (caFile is null) return handler;
+        var roots = new System.Security.Cryptography.X509Certificates.X509Certificate2Collection();
+        roots.ImportFromPemFile(caFile);
+        if (roots.Count == 0) throw new InvalidDataException($"the CA file '{caFile}' holds no certificate");
+        handler.SslOptions.RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+        {
+            if (certificate is null) return false;
+            // Name mismatches and the like stay errors; only the chain is judged against our CAs instead of the machine's.
+            if ((errors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors) != System.Net.Security.SslPolicyErrors.None) return false;
+            using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+            chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+            chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+            return chain.Build(certificate as System.Security.Cryptography.X509Certificates.X509Certificate2
+                               ?? System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(certificate.GetRawCertData()));
+        };
+        return handler;
     }
 
     /// <summary>Over a caller's HttpClient (its BaseAddress is the node's endpoint), e.g. from IHttpClientFactory.</summary>

@@ -2,8 +2,32 @@ namespace Coordinator.Client;
 
 public sealed record CoordinatorClientOptions
 {
-    /// <summary>Bearer token for the admin routes (member leave/down, drain, resume). Never logged.</summary>
+    /// <summary>
+    /// Bearer token: this node's agent token, or an admin token (member leave/down, drain, resume, evict, backup). Never
+    /// logged. See <see cref="ReadToken"/> to take it from a file or an environment variable.
+    /// </summary>
     public string? Token { get; init; }
+
+    /// <summary>
+    /// A PEM file of the CA(s) that issued the nodes' HTTPS certificates: the server's certificate must chain to one of
+    /// them (the machine's root store is not used then). Null: the operating system's trust. Applies when the client
+    /// makes its own HttpClient (the endpoint constructor).
+    /// </summary>
+    public string? CaFile { get; init; }
+
+    /// <summary>
+    /// A token from <paramref name="file"/> (its first line, trimmed) or else from the environment variable
+    /// <paramref name="env"/>; null when neither is given. A missing or empty file throws (never silently anonymous).
+    /// </summary>
+    public static string? ReadToken(string? file, string? env = null)
+    {
+        if (!string.IsNullOrEmpty(file))
+        {
+            var text = File.ReadAllText(file).Split('\n')[0].Trim();
+            return text.Length > 0 ? text : throw new InvalidDataException($"the token file '{file}' is empty");
+        }
+        return env is not null && Environment.GetEnvironmentVariable(env) is { Length: > 0 } t ? t.Trim() : null;
+    }
 
     /// <summary>
     /// How long an idempotent call keeps retrying across a leader change (503, refused connections, attempt timeouts)

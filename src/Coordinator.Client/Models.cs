@@ -58,7 +58,8 @@ public sealed record LedgerRecovery(long SnapshotSequenceNr, long EventsReplayed
 public sealed record ImageEntryView(string ImageId, string Volume, string Path, long SizeBytes, string Checksum,
     DateTimeOffset CachedAt, DateTimeOffset LastUsedAt, int Users);
 
-public sealed record LeaseView(string ImageId, string LeaseId, string Holder, long FencingToken, string Volume, string Path,
+/// <summary>A lease: <see cref="LeaseId"/> is shown only to its holder's node (and an admin); null for everyone else.</summary>
+public sealed record LeaseView(string ImageId, string? LeaseId, string Holder, long FencingToken, string Volume, string Path,
     string Folder, long SizeBytes, DateTimeOffset GrantedAt, DateTimeOffset ExpiresAt, IReadOnlyList<string> Waiters);
 
 public sealed record ImagesResponse(long Epoch, IReadOnlyList<ImageEntryView> Images, IReadOnlyList<LeaseView> Leases);

@@ -1,10 +1,11 @@
 namespace Coordinator.Domain;
 
-public enum ReserveStatus { Created, Unchanged, Updated, InsufficientSpace, UnknownVolume, Invalid }
+/// <summary>WrongNode: the consumer's reservation belongs to another node than the caller's (nothing changes).</summary>
+public enum ReserveStatus { Created, Unchanged, Updated, InsufficientSpace, UnknownVolume, Invalid, WrongNode }
 
 public sealed record ReserveOutcome(ReserveStatus Status, Reservation? Reservation, long FreeBytes, string? Error = null);
 
-public enum ReleaseStatus { Released, NotFound, UnknownVolume }
+public enum ReleaseStatus { Released, NotFound, UnknownVolume, WrongNode }
 
 public sealed record ReleaseOutcome(ReleaseStatus Status, Reservation? Released);
 
@@ -66,9 +67,10 @@ public sealed class CsvLedger
 
     // ---------------------------------------------------------------- volumes
 
-    public Decision<ReserveOutcome> Reserve(ReserveRequest r, DateTimeOffset now) => VolumeBook.Reserve(r, now);
+    public Decision<ReserveOutcome> Reserve(ReserveRequest r, DateTimeOffset now, string? caller = null) => VolumeBook.Reserve(r, now, caller);
 
-    public Decision<ReleaseOutcome> Release(string volume, string consumerId, DateTimeOffset now) => VolumeBook.Release(volume, consumerId, now);
+    public Decision<ReleaseOutcome> Release(string volume, string consumerId, DateTimeOffset now, string? caller = null) =>
+        VolumeBook.Release(volume, consumerId, now, caller);
 
     /// <inheritdoc cref="VolumeBook.Configure"/>
     public IReadOnlyList<LedgerEvent> Configure(string volume, string path, long capacityBytes, long headroomBytes) =>
@@ -112,17 +114,18 @@ public sealed class CsvLedger
     public ImageLease? FindLease(string imageId) => ImageCache.FindLease(imageId);
 
     public Decision<LeaseOutcome> AcquireImage(string imageId, string node, long sizeBytes, string volume, string cacheFolder,
-        TimeSpan ttl, DateTimeOffset now) => ImageCache.AcquireImage(imageId, node, sizeBytes, volume, cacheFolder, ttl, now);
+        TimeSpan ttl, DateTimeOffset now, string? leaseSecret = null) =>
+        ImageCache.AcquireImage(imageId, node, sizeBytes, volume, cacheFolder, ttl, now, leaseSecret);
 
-    public Decision<LeaseActionOutcome> RenewLease(string imageId, string leaseId, long token, TimeSpan ttl, DateTimeOffset now) =>
-        ImageCache.RenewLease(imageId, leaseId, token, ttl, now);
+    public Decision<LeaseActionOutcome> RenewLease(string imageId, string leaseId, long token, TimeSpan ttl, DateTimeOffset now,
+        string? caller = null) => ImageCache.RenewLease(imageId, leaseId, token, ttl, now, caller);
 
     /// <inheritdoc cref="ImageCache.CompleteLease"/>
-    public Decision<LeaseActionOutcome> CompleteLease(string imageId, string leaseId, long token, long sizeBytes, string checksum, DateTimeOffset now) =>
-        ImageCache.CompleteLease(imageId, leaseId, token, sizeBytes, checksum, now);
+    public Decision<LeaseActionOutcome> CompleteLease(string imageId, string leaseId, long token, long sizeBytes, string checksum, DateTimeOffset now,
+        string? caller = null) => ImageCache.CompleteLease(imageId, leaseId, token, sizeBytes, checksum, now, caller);
 
-    public Decision<LeaseActionOutcome> AbortLease(string imageId, string leaseId, long token, DateTimeOffset now) =>
-        ImageCache.AbortLease(imageId, leaseId, token, now);
+    public Decision<LeaseActionOutcome> AbortLease(string imageId, string leaseId, long token, DateTimeOffset now, string? caller = null) =>
+        ImageCache.AbortLease(imageId, leaseId, token, now, caller);
 
     public IReadOnlyList<LedgerEvent> ExpireLeases(DateTimeOffset now) => ImageCache.ExpireLeases(now);
 

@@ -15,8 +15,9 @@ public sealed record LeaseOutcome(LeaseStatus Status, CachedImage? Cached, Image
 /// <summary>
 /// Outcome of renew/complete/abort. Stale: the lease is not (or no longer) the one named with that token.
 /// InsufficientSpace: a completion larger than its grant whose growth does not fit (the lease stays as it was).
+/// NotHolder: the caller acts for another node than the lease's holder (the lease stays as it was).
 /// </summary>
-public enum LeaseActionStatus { Done, Stale, NotFound, Invalid, InsufficientSpace }
+public enum LeaseActionStatus { Done, Stale, NotFound, Invalid, InsufficientSpace, NotHolder }
 
 /// <summary>Answer to renew/complete/abort. Stale: the lease is not (or no longer) the one named with that token.</summary>
 public sealed record LeaseActionOutcome(LeaseActionStatus Status, ImageLease? Lease, CachedImage? Cached, string? Error = null, long FreeBytes = 0);
@@ -48,8 +49,12 @@ public sealed class ImageCache
 
     // ---------------------------------------------------------------- decisions
 
+    /// <summary>
+    /// <paramref name="leaseSecret"/> makes the lease id unguessable (<see cref="LeaseIds"/>); null draws a new one. It is
+    /// a parameter so that a decision can be repeated exactly (the event records the id, so replays never draw).
+    /// </summary>
     public Decision<LeaseOutcome> AcquireImage(string imageId, string node, long sizeBytes, string volume, string cacheFolder,
-        TimeSpan ttl, DateTimeOffset now)
+        TimeSpan ttl, DateTimeOffset now, string? leaseSecret = null)
     {
         var error = InputRules.CheckImageId(imageId) ?? InputRules.CheckId("node", node) ?? InputRules.CheckBytes("sizeBytes", sizeBytes);
         if (error is not null) return new(new LeaseOutcome(LeaseStatus.Invalid, null, null, Error: error), []);
@@ -83,15 +88,15 @@ public sealed class ImageCache
         var token = LastFencingToken + 1;
         var folder = CsvLedger.ImageFolder(cacheFolder, id);
         // The file name carries the token: a fenced-off holder's rename can never replace the entry's file.
-        var granted = new ImageLeaseGranted(id, $"{id}.{token}", node, token, volume, folder,
+        var granted = new ImageLeaseGranted(id, LeaseIds.Make(id, token, leaseSecret ?? LeaseIds.NewSecret()), node, token, volume, folder,
             $"{folder}/{id}.t{token}", sizeBytes, now, now + ttl);
         events.Add(granted);
         return new(new LeaseOutcome(LeaseStatus.Granted, null, ToLease(granted), fit.FreeAfter), events);
     }
 
-    public Decision<LeaseActionOutcome> RenewLease(string imageId, string leaseId, long token, TimeSpan ttl, DateTimeOffset now)
+    public Decision<LeaseActionOutcome> RenewLease(string imageId, string leaseId, long token, TimeSpan ttl, DateTimeOffset now, string? caller = null)
     {
-        var check = CheckHolder(imageId, leaseId, token, now, out var lease);
+        var check = CheckHolder(imageId, leaseId, token, now, caller, out var lease);
         if (check is not null) return new(check, []);
         var renewed = new ImageLeaseRenewed(lease!.ImageId, lease.LeaseId, now + ttl);
         return new(new LeaseActionOutcome(LeaseActionStatus.Done, lease with { ExpiresAt = renewed.ExpiresAt }, null), [renewed]);
@@ -102,9 +107,9 @@ public sealed class ImageCache
     /// the grant claims the difference, which must fit like any other claim; otherwise the answer is
     /// <see cref="LeaseActionStatus.InsufficientSpace"/> and the lease stays as it was (the holder may abort).
     /// </summary>
-    public Decision<LeaseActionOutcome> CompleteLease(string imageId, string leaseId, long token, long sizeBytes, string checksum, DateTimeOffset now)
+    public Decision<LeaseActionOutcome> CompleteLease(string imageId, string leaseId, long token, long sizeBytes, string checksum, DateTimeOffset now, string? caller = null)
     {
-        var check = CheckHolder(imageId, leaseId, token, now, out var lease);
+        var check = CheckHolder(imageId, leaseId, token, now, caller, out var lease);
         if (check is not null) return new(check, []);
         var err = InputRules.CheckBytes("sizeBytes", sizeBytes) ?? InputRules.CheckChecksum(checksum);
         if (err is not null) return new(new LeaseActionOutcome(LeaseActionStatus.Invalid, lease, null, err), []);
@@ -118,9 +123,9 @@ public sealed class ImageCache
         return new(new LeaseActionOutcome(LeaseActionStatus.Done, null, entry), [done]);
     }
 
-    public Decision<LeaseActionOutcome> AbortLease(string imageId, string leaseId, long token, DateTimeOffset now)
+    public Decision<LeaseActionOutcome> AbortLease(string imageId, string leaseId, long token, DateTimeOffset now, string? caller = null)
     {
-        var check = CheckHolder(imageId, leaseId, token, now, out var lease);
+        var check = CheckHolder(imageId, leaseId, token, now, caller, out var lease);
         if (check is not null) return new(check, []);
         return new(new LeaseActionOutcome(LeaseActionStatus.Done, lease, null),
             [new ImageLeaseEnded(lease!.ImageId, lease.LeaseId, LeaseEndReason.Aborted, now)]);
@@ -158,7 +163,12 @@ public sealed class ImageCache
         return candidate is null ? new(null, []) : new(candidate, [new ImageEvicted(candidate.ImageId, now)]);
     }
 
-    private LeaseActionOutcome? CheckHolder(string imageId, string leaseId, long token, DateTimeOffset now, out ImageLease? lease)
+    /// <summary>
+    /// Null when <paramref name="caller"/> may act on the lease with this id and token. A caller is the node the request
+    /// acts for (null: an administrator, any holder); only the holder's node may renew, complete or abort, and a
+    /// non-holder learns nothing about the id or token it sent.
+    /// </summary>
+    private LeaseActionOutcome? CheckHolder(string imageId, string leaseId, long token, DateTimeOffset now, string? caller, out ImageLease? lease)
     {
         lease = null;
         if (InputRules.CheckImageId(imageId) is { } err) return new(LeaseActionStatus.Invalid, null, null, err);
@@ -166,6 +176,8 @@ public sealed class ImageCache
             return _images.ContainsKey(imageId) || token <= LastFencingToken
                 ? new(LeaseActionStatus.Stale, null, _images.GetValueOrDefault(imageId), $"lease {leaseId} is no longer held")
                 : new(LeaseActionStatus.NotFound, null, null, $"no lease on image {imageId}");
+        if (caller is not null && lease.Node != caller)
+            return new(LeaseActionStatus.NotHolder, lease, null, $"the lease on image {imageId} is held by {lease.Node}, not by {caller}");
         if (lease.LeaseId != leaseId || lease.FencingToken != token)
             return new(LeaseActionStatus.Stale, lease, null, $"lease {leaseId} with token {token} is stale; the lease is held with token {lease.FencingToken}");
         if (lease.ExpiresAt <= now)
@@ -222,5 +234,35 @@ public sealed class ImageCache
         LastFencingToken = s.LastFencingToken;
         foreach (var i in s.Images ?? []) _images.Set(i.ImageId, i);
         foreach (var l in s.Leases ?? []) _leases.Set(l.ImageId, l);
+    }
+}
+
+/// <summary>
+/// Lease ids: <c>{imageId}.{fencingToken}.{secret}</c>, the secret 128 bits from a CSPRNG in lower-case hex, so that an
+/// id cannot be guessed from the image and the token (ids are shown only to their holder). Parsed from the right: an
+/// image id may itself hold dots.
+/// </summary>
+public static class LeaseIds
+{
+    public const int SecretBytes = 16;
+
+    public static string NewSecret() => Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(SecretBytes));
+
+    public static string Make(string imageId, long fencingToken, string secret) => $"{imageId}.{fencingToken}.{secret}";
+
+    /// <summary>The parts of a lease id of this format; false for anything else (e.g. an older id without a secret).</summary>
+    public static bool TryParse(string leaseId, out string imageId, out long fencingToken, out string secret)
+    {
+        imageId = secret = "";
+        fencingToken = 0;
+        var last = leaseId.LastIndexOf('.');
+        if (last <= 0) return false;
+        var middle = leaseId.LastIndexOf('.', last - 1);
+        if (middle <= 0) return false;
+        secret = leaseId[(last + 1)..];
+        imageId = leaseId[..middle];
+        return secret.Length == SecretBytes * 2 && secret.All(Uri.IsHexDigit)
+               && long.TryParse(leaseId.AsSpan(middle + 1, last - middle - 1), System.Globalization.NumberStyles.None,
+                   System.Globalization.CultureInfo.InvariantCulture, out fencingToken);
     }
 }

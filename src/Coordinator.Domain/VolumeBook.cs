@@ -29,7 +29,11 @@ public sealed class VolumeBook
 
     // ---------------------------------------------------------------- decisions
 
-    public Decision<ReserveOutcome> Reserve(ReserveRequest r, DateTimeOffset now)
+    /// <summary>
+    /// <paramref name="caller"/>: the node the request acts for (null: an administrator). A node may not take over or
+    /// change another node's reservation (<see cref="ReserveStatus.WrongNode"/>).
+    /// </summary>
+    public Decision<ReserveOutcome> Reserve(ReserveRequest r, DateTimeOffset now, string? caller = null)
     {
         if (!_volumes.TryGetValue(r.Volume, out var v))
             return new(new ReserveOutcome(ReserveStatus.UnknownVolume, null, 0, $"unknown volume '{r.Volume}'"), []);
@@ -44,6 +48,9 @@ public sealed class VolumeBook
         InputRules.NormalizeVolumePath(v.Path, r.Path, out var relPath);
 
         v.Reservations.TryGetValue(r.ConsumerId, out var existing);
+        if (caller is not null && ((existing is not null && existing.Node != caller) || r.Node != caller))
+            return new(new ReserveOutcome(ReserveStatus.WrongNode, existing, v.Free,
+                $"the reservation {r.ConsumerId} is {(existing is not null && existing.Node != caller ? $"held by {existing.Node}" : $"for {r.Node}")}, not by {caller}"), []);
         // "VM1" after "vm1" is the same folder, so the same reservation: it keeps its first spelling.
         var id = existing?.ConsumerId ?? r.ConsumerId;
         if (existing is not null
@@ -61,7 +68,8 @@ public sealed class VolumeBook
             [placed]);
     }
 
-    public Decision<ReleaseOutcome> Release(string volume, string consumerId, DateTimeOffset now)
+    /// <summary><paramref name="caller"/>: as for <see cref="Reserve"/>; a node releases only its own reservations.</summary>
+    public Decision<ReleaseOutcome> Release(string volume, string consumerId, DateTimeOffset now, string? caller = null)
     {
         if (!_volumes.TryGetValue(volume, out var v))
             return new(new ReleaseOutcome(ReleaseStatus.UnknownVolume, null), []);
@@ -69,6 +77,7 @@ public sealed class VolumeBook
         if (consumerId.StartsWith(CsvLedger.ImageClaimPrefix, StringComparison.OrdinalIgnoreCase)
             || !v.Reservations.TryGetValue(consumerId, out var existing))
             return new(new ReleaseOutcome(ReleaseStatus.NotFound, null), []);
+        if (caller is not null && existing.Node != caller) return new(new ReleaseOutcome(ReleaseStatus.WrongNode, existing), []);
         return new(new ReleaseOutcome(ReleaseStatus.Released, existing), [new ReservationReleased(volume, existing.ConsumerId, now)]);
     }
 

@@ -20,11 +20,16 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 
 CoordinatorSettings settings;
 Akka.Configuration.Config hocon;
+HttpSecurity httpSecurity;
+System.Security.Cryptography.X509Certificates.X509Certificate2? httpsCertificate;
 try
 {
     // --config FILE (the host's command-line configuration provider reads it).
     hocon = HoconLoader.Load(builder.Configuration["config"]);
     settings = CoordinatorSettings.FromConfig(hocon);
+    // Who may call the API and whether it is HTTPS: refused here (exit 2) when beyond loopback without TLS or tokens.
+    httpSecurity = HttpSecurity.FromConfig(hocon, settings);
+    httpsCertificate = httpSecurity.Certificate?.Load();
 }
 catch (Exception e)
 {
@@ -44,8 +49,17 @@ try
     builder.Host.UseWindowsService(o => o.ServiceName = "HyperVCoordinator");
     builder.Host.UseSystemd();
     builder.Services.AddSerilog();
-    builder.WebHost.UseUrls($"http://{settings.HttpHost}:{settings.HttpPort}");
-    builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = LedgerEndpoints.MaxBodyBytes);
+    builder.WebHost.UseUrls($"{(httpsCertificate is null ? "http" : "https")}://{settings.HttpHost}:{settings.HttpPort}");
+    builder.WebHost.ConfigureKestrel(k =>
+    {
+        k.Limits.MaxRequestBodySize = LedgerEndpoints.MaxBodyBytes;
+        if (httpsCertificate is not null)
+            k.ConfigureHttpsDefaults(o =>
+            {
+                o.ServerCertificate = httpsCertificate;
+                o.SslProtocols = System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13;
+            });
+    });
     builder.Services.ConfigureHttpJsonOptions(o => JsonDefaults.Configure(o.SerializerOptions));
     builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.Customize);
     builder.Services.AddOpenApi("v1", o => o.AddDocumentTransformer((doc, _, _) =>
@@ -55,6 +69,7 @@ try
         return Task.CompletedTask;
     }));
     builder.Services.AddSingleton(settings);
+    builder.Services.AddSingleton(httpSecurity);
     builder.Services.AddSingleton(journalIdentity);
     builder.Services.AddSingleton<LedgerGateway>();
     builder.Services.AddSingleton<ImageFetcher>();
@@ -72,19 +87,8 @@ try
     var app = builder.Build();
     app.UseExceptionHandler();
     app.UseStatusCodePages();
-    // Node-agent routes need the agent token when one is configured (the admin token is accepted too).
-    if (settings.AgentToken is not null)
-        app.Use(async (ctx, next) =>
-        {
-            if (ctx.Request.Path.StartsWithSegments("/v1")
-                && AdminEndpoints.Authorize(ctx.Request, settings.AgentToken, "agent") is { } denied
-                && (settings.AdminToken is null || AdminEndpoints.Authorize(ctx.Request, settings.AdminToken, "admin") is not null))
-            {
-                await denied.ExecuteAsync(ctx);
-                return;
-            }
-            await next(ctx);
-        });
+    // Every request gets its caller's identity (agent of one node, admin, peer, or the anonymous local agent).
+    app.UseCallerIdentity(httpSecurity);
     app.MapOpenApi("/openapi/{documentName}.json");
     app.MapHealth();
     app.MapLedgerApi();
@@ -109,8 +113,11 @@ try
         }, TaskScheduler.Default);
     });
 
-    Log.Information("Node {Node} starting: HTTP {Host}:{Port}, journal {Provider}, {Volumes} volume(s), quota policy {Policy}",
-        settings.NodeName, settings.HttpHost, settings.HttpPort, settings.Provider, settings.Volumes.Count, settings.QuotaPolicy);
+    Log.Information("Node {Node} starting: {Scheme} {Host}:{Port}, journal {Provider}, {Volumes} volume(s), quota policy {Policy}, API credentials: {Credentials}",
+        settings.NodeName, httpsCertificate is null ? "HTTP" : "HTTPS", settings.HttpHost, settings.HttpPort, settings.Provider, settings.Volumes.Count,
+        settings.QuotaPolicy, httpSecurity.Credentials.Count == 0 ? "none (loopback, anonymous local agent)"
+            : string.Join(", ", httpSecurity.Credentials.Select(c => $"{c.Name} ({c.Role.ToString().ToLowerInvariant()})")));
+    foreach (var warning in httpSecurity.Warnings) Log.Warning("{Warning}", warning);
     await app.RunAsync();
     if (JournalIdentityGuard.RefusedReason is { } refused)
     {

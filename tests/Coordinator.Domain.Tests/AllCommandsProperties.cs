@@ -670,8 +670,9 @@ public class AllCommandsCoverageTests(Xunit.Abstractions.ITestOutputHelper outpu
 
         string[] expected =
         [
-            .. Enum.GetValues<ReserveStatus>().Select(st => $"reserve {st}"),
-            .. Enum.GetValues<ReleaseStatus>().Select(st => $"release {st}"),
+            // WrongNode needs a caller acting for a node; these commands act as an admin (LeaseHolderTests cover it).
+            .. Enum.GetValues<ReserveStatus>().Where(st => st != ReserveStatus.WrongNode).Select(st => $"reserve {st}"),
+            .. Enum.GetValues<ReleaseStatus>().Where(st => st != ReleaseStatus.WrongNode).Select(st => $"release {st}"),
             .. Enum.GetValues<LeaseStatus>().Select(st => $"acquire {st}"),
             .. new[] { "Renew", "Complete", "Abort" }.SelectMany(a => new[] { $"{a} Done", $"{a} Stale", $"{a} NotFound", $"{a} Invalid" }),
             "Complete InsufficientSpace", "complete above its grant Done", "complete above its grant InsufficientSpace",

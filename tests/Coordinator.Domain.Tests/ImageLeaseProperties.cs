@@ -251,8 +251,10 @@ public class ImageLeaseProperties
         foreach (var ledger in new[] { run.Replayed, run.Restored!, CsvLedger.FromSnapshot(RoundTrip(run.L.ToSnapshot())) })
             foreach (var image in ImageGen.Images.Append("i9"))
             {
-                var live = run.L.AcquireImage(image, "n9", GiB, "v1", CacheFolder, Ttl, d.Now);
-                var other = ledger.AcquireImage(image, "n9", GiB, "v1", CacheFolder, Ttl, d.Now);
+                // The same secret: a decision is repeatable given its inputs (the secret is drawn outside the domain).
+                var secret = LeaseIds.NewSecret();
+                var live = run.L.AcquireImage(image, "n9", GiB, "v1", CacheFolder, Ttl, d.Now, secret);
+                var other = ledger.AcquireImage(image, "n9", GiB, "v1", CacheFolder, Ttl, d.Now, secret);
                 Assert.Equal(live.Outcome, other.Outcome);
                 Assert.Equal(live.Events, other.Events);
                 if (live.Outcome.Status == LeaseStatus.Granted && live.Events.Count > 0)

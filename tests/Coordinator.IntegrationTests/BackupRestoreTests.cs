@@ -43,7 +43,8 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
         }
         var (granted, grant) = await Post(cluster, nodes[0], "/v1/images/img-cached/lease", new { node = nodes[0].Name, sizeBytes = 64 * MiB });
         Assert.Equal(HttpStatusCode.Created, granted);
-        var (completed, _) = await Post(cluster, nodes[1], $"/v1/images/img-cached/lease/{grant.GetProperty("leaseId").GetString()}/complete",
+        // Completed by its holder (another node's agent may not: 403 not-lease-holder).
+        var (completed, _) = await Post(cluster, nodes[0], $"/v1/images/img-cached/lease/{grant.GetProperty("leaseId").GetString()}/complete",
             new { fencingToken = grant.GetProperty("fencingToken").GetInt64(), sizeBytes = 64 * MiB, checksum = "0123456789abcdef" });
         Assert.Equal(HttpStatusCode.OK, completed);
         var (openGranted, openLease) = await Post(cluster, nodes[2], "/v1/images/img-open/lease", new { node = nodes[2].Name, sizeBytes = 32 * MiB });
@@ -131,7 +132,8 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
         Assert.Equal(before.Vms, after.Vms);
 
         // The restored ledger goes on: the open lease can still be completed with its fencing token, and new claims land.
-        var (openDone, _) = await Post(cluster, nodes[0], $"/v1/images/img-open/lease/{openLease.GetProperty("leaseId").GetString()}/complete",
+        // (by its holder, nodes[2], whose identity the restored lease still names).
+        var (openDone, _) = await Post(cluster, nodes[2], $"/v1/images/img-open/lease/{openLease.GetProperty("leaseId").GetString()}/complete",
             new { fencingToken = openLease.GetProperty("fencingToken").GetInt64(), sizeBytes = 32 * MiB, checksum = "fedcba9876543210" });
         Assert.Equal(HttpStatusCode.OK, openDone);
         using var next = await cluster.Http.PutAsync(cluster.Url(nodes[1], "/v1/volumes/Volume1/reservations/after-restore"),

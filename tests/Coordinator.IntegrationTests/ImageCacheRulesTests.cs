@@ -36,6 +36,9 @@ public sealed class ImageCacheRulesTests(ITestOutputHelper output) : IAsyncLifet
             }
             """);
         _cluster.Http.Timeout = TimeSpan.FromMinutes(2);
+        // As an admin: the tests play several holders (hv-a, hv-b) through one node's API and evict; an agent acts only
+        // as its own node (IdentityTests show that).
+        _cluster.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", LocalCluster.AdminToken);
         _cluster.StartAll();
         await _cluster.WaitReadyAsync(_cluster.Nodes, TimeSpan.FromSeconds(60));
     }

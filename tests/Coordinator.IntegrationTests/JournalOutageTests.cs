@@ -24,6 +24,8 @@ public sealed class JournalOutageTests(ITestOutputHelper output)
             coordinator.ask-timeout = 3s
             """);
         cluster.Http.Timeout = TimeSpan.FromSeconds(15);
+        // As an admin: every node writes in hv01's name (an agent acts only as its own node).
+        cluster.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", LocalCluster.AdminToken);
         cluster.StartAll();
         await cluster.WaitReadyAsync(cluster.Nodes, TimeSpan.FromSeconds(120));
 

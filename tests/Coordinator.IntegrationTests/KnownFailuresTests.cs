@@ -85,7 +85,7 @@ public sealed class KnownFailuresTests(ITestOutputHelper output) : IDisposable
 
         // A failed migration out of the cluster: the VM ends clustered again on its source, nothing changed in the ledger.
         simA.SetUnreachableHost("hvb01", true);
-        using (var r = await a.Http.PostAsync(a.Url(a.Nodes[1], "/v1/vms/stayer/migrate"), LocalCluster.Json(new { target = "hvb01", mode = "live" })))
+        using (var r = await a.Http.PostAsync(a.Url(a.Nodes[0], "/v1/vms/stayer/migrate"), LocalCluster.Json(new { target = "hvb01", mode = "live" })))
         {
             output.WriteLine($"failed migration: {(int)r.StatusCode} {await r.Content.ReadAsStringAsync()}");
             Assert.Equal(HttpStatusCode.BadGateway, r.StatusCode);

@@ -28,6 +28,8 @@ public sealed class SimulatedCapacityTests(ITestOutputHelper output) : IDisposab
             _cluster.AppendConfig(n, $$"""coordinator.csv.volumes = [ { name = "Volume1", path = "{{volume.Replace("\\", "\\\\")}}", capacity = 500GiB, headroom = 0 } ]""");
         _cluster.StartAll();
         await _cluster.WaitReadyAsync(_cluster.Nodes, TimeSpan.FromSeconds(90));
+        // As an admin: one node's API claims for both nodes (an agent acts only as its own node).
+        _cluster.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", LocalCluster.AdminToken);
 
         foreach (var (id, node) in new[] { ("instance-a", "hv01"), ("instance-b", "hv02") })
         {

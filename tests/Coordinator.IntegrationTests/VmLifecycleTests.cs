@@ -81,7 +81,10 @@ public sealed class VmLifecycleTests(ITestOutputHelper output) : IAsyncLifetime
         var disk = _sim.GetVm("inst-00")!.DiskPath!;
         var diskWritten = File.GetLastWriteTimeUtc(disk);
         var reservedBefore = await ReservedBytes();
+        // Asked of the node that hosts it (hv01): another node's agent may not move it (403 wrong-node, IdentityTests).
         using (var r = await _cluster.Http.PostAsync(_cluster.Url(_cluster.Nodes[2], "/v1/vms/inst-00/migrate"), LocalCluster.Json(new { target = "hv02", mode = "live" })))
+            Assert.Equal(HttpStatusCode.Forbidden, r.StatusCode);
+        using (var r = await _cluster.Http.PostAsync(_cluster.Url(_cluster.Nodes[0], "/v1/vms/inst-00/migrate"), LocalCluster.Json(new { target = "hv02", mode = "live" })))
             Assert.True(r.IsSuccessStatusCode, await r.Content.ReadAsStringAsync());
         Assert.Equal("hv02", (await Vms())["inst-00"].GetProperty("node").GetString());
         Assert.Equal(("hv02", disk, VmPowerState.Running), (_sim.GetVm("inst-00")!.HostNode, _sim.GetVm("inst-00")!.DiskPath, _sim.GetVm("inst-00")!.State));
@@ -90,7 +93,8 @@ public sealed class VmLifecycleTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal("hv02", Claims()["inst-00"]);
 
         // Destroy leaves nothing behind: no VM, no role, no files, no claim.
-        using (var r = await _cluster.Http.DeleteAsync(_cluster.Url(_cluster.Nodes[0], "/v1/vms/inst-11")))
+        // inst-11 runs on hv03: its own agent destroys it.
+        using (var r = await _cluster.Http.DeleteAsync(_cluster.Url(_cluster.Nodes[2], "/v1/vms/inst-11")))
             Assert.Equal(HttpStatusCode.NoContent, r.StatusCode);
         Assert.Null(_sim.GetVm("inst-11"));
         Assert.Null(_sim.GetGroup("inst-11"));

@@ -16,8 +16,17 @@ public class GlobalSettings : CommandSettings
     public string? Endpoint { get; init; }
 
     [CommandOption("--token <TOKEN>")]
-    [Description("Bearer token for admin routes (leave, down, drain, resume). Default $COORDCTL_TOKEN.")]
+    [Description("Bearer token: the admin token (leave, down, drain, resume, evict, backup) or this node's agent token. " +
+                 "Default $COORDCTL_TOKEN. Prefer --token-file: a command line is visible to other users.")]
     public string? Token { get; init; }
+
+    [CommandOption("--token-file <FILE>")]
+    [Description("Read the bearer token from FILE (its first line). Default $COORDCTL_TOKEN_FILE.")]
+    public string? TokenFile { get; init; }
+
+    [CommandOption("--ca-file <FILE>")]
+    [Description("PEM file of the CA that issued the nodes' HTTPS certificates (instead of the machine's roots). Default $COORDCTL_CA_FILE.")]
+    public string? CaFile { get; init; }
 
     [CommandOption("--json")]
     [Description("Print the API's JSON body unchanged (for scripts).")]
@@ -39,19 +48,42 @@ public class GlobalSettings : CommandSettings
         }
     }
 
-    public string? EffectiveToken => Token ?? (Environment.GetEnvironmentVariable("COORDCTL_TOKEN") is { Length: > 0 } t ? t : null);
+    /// <summary>--token, else --token-file, else $COORDCTL_TOKEN, else $COORDCTL_TOKEN_FILE.</summary>
+    public string? EffectiveToken
+    {
+        get
+        {
+            if (Token is not null) return Token;
+            var file = TokenFile ?? (Environment.GetEnvironmentVariable("COORDCTL_TOKEN") is { Length: > 0 } ? null : Env("COORDCTL_TOKEN_FILE"));
+            try
+            {
+                return CoordinatorClientOptions.ReadToken(file, "COORDCTL_TOKEN");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+            {
+                throw new UsageException($"--token-file: {e.Message}");
+            }
+        }
+    }
+
+    public string? EffectiveCaFile => CaFile ?? Env("COORDCTL_CA_FILE");
+
+    private static string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : null;
 
     public override ValidationResult Validate()
     {
         if (RetryFor is < 0 or > 3600) return ValidationResult.Error("--retry-for must be between 0 and 3600 seconds");
-        try { _ = EndpointUri; }
+        if (Token is not null && TokenFile is not null) return ValidationResult.Error("give --token or --token-file, not both");
+        try { _ = EndpointUri; _ = EffectiveToken; }
         catch (UsageException e) { return ValidationResult.Error(e.Message); }
+        if (EffectiveCaFile is { } ca && !File.Exists(ca)) return ValidationResult.Error($"--ca-file: '{ca}' does not exist");
         return ValidationResult.Success();
     }
 
     public CoordinatorClient CreateClient(TimeSpan? retryBudget = null) => new(EndpointUri, new CoordinatorClientOptions
     {
         Token = EffectiveToken,
+        CaFile = EffectiveCaFile,
         RetryBudget = retryBudget ?? TimeSpan.FromSeconds(RetryFor),
         MaxRetryDelay = TimeSpan.FromSeconds(2),
     });

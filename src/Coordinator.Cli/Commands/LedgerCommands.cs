@@ -114,7 +114,7 @@ public sealed class LeasesCommand : ApiCommand<GlobalSettings, ImagesResponse>
     {
         var t = Terminal.Table("IMAGE", "LEASE", "HOLDER", "TOKEN", "SIZE", "GRANTED", "EXPIRES", "WAITERS");
         foreach (var x in i.Leases.OrderBy(x => x.ImageId, StringComparer.Ordinal))
-            t.AddRow(Terminal.Esc(x.ImageId), Terminal.Esc(x.LeaseId), Terminal.Esc(x.Holder), x.FencingToken.Inv(), Terminal.Bytes(x.SizeBytes),
+            t.AddRow(Terminal.Esc(x.ImageId), Terminal.Esc(x.LeaseId ?? "(holder only)"), Terminal.Esc(x.Holder), x.FencingToken.Inv(), Terminal.Bytes(x.SizeBytes),
                 Terminal.Age(x.GrantedAt), Terminal.Age(x.ExpiresAt), Terminal.Esc(x.Waiters.Count == 0 ? "-" : string.Join(", ", x.Waiters)));
         Terminal.Write(t);
         Terminal.Line($"{i.Leases.Count} fetch leases");

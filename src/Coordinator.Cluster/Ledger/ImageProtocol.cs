@@ -4,11 +4,15 @@ namespace Coordinator.Cluster.Ledger;
 
 public sealed record AcquireImageLease(string ImageId, string Node, long SizeBytes) : ILedgerRequest;
 
-public sealed record RenewImageLease(string ImageId, string LeaseId, long FencingToken) : ILedgerRequest;
+// Caller: the node the request acts for; only the lease's holder may renew, complete or abort it. Null: an
+// administrator (any holder).
 
-public sealed record CompleteImageLease(string ImageId, string LeaseId, long FencingToken, long SizeBytes, string Checksum) : ILedgerRequest;
+public sealed record RenewImageLease(string ImageId, string LeaseId, long FencingToken, string? Caller = null) : ILedgerRequest;
 
-public sealed record AbortImageLease(string ImageId, string LeaseId, long FencingToken) : ILedgerRequest;
+public sealed record CompleteImageLease(string ImageId, string LeaseId, long FencingToken, long SizeBytes, string Checksum, string? Caller = null)
+    : ILedgerRequest;
+
+public sealed record AbortImageLease(string ImageId, string LeaseId, long FencingToken, string? Caller = null) : ILedgerRequest;
 
 /// <summary>Long poll: answered as soon as the image is cached or has no live lease, or when <see cref="WaitMs"/> ends.</summary>
 public sealed record WatchImage(string ImageId, int WaitMs) : ILedgerRequest;

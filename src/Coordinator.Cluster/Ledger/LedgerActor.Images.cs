@@ -46,7 +46,7 @@ public sealed partial class LedgerActor
                 return true;
             case RenewImageLease r:
             {
-                var d = _ledger.RenewLease(r.ImageId, r.LeaseId, r.FencingToken, _settings.Images.LeaseTtl, now);
+                var d = _ledger.RenewLease(r.ImageId, r.LeaseId, r.FencingToken, _settings.Images.LeaseTtl, now, r.Caller);
                 Emit(d.Events);
                 Reply(ActionReply(d.Outcome));
                 return true;
@@ -54,7 +54,7 @@ public sealed partial class LedgerActor
             case CompleteImageLease c:
             {
                 var lease = _ledger.FindLease(c.ImageId);
-                var d = _ledger.CompleteLease(c.ImageId, c.LeaseId, c.FencingToken, c.SizeBytes, c.Checksum, now);
+                var d = _ledger.CompleteLease(c.ImageId, c.LeaseId, c.FencingToken, c.SizeBytes, c.Checksum, now, c.Caller);
                 Emit(d.Events);
                 Reply(ActionReply(d.Outcome));
                 if (d.Events.Count > 0 && lease is not null)
@@ -66,7 +66,7 @@ public sealed partial class LedgerActor
             }
             case AbortImageLease ab:
             {
-                var d = _ledger.AbortLease(ab.ImageId, ab.LeaseId, ab.FencingToken, now);
+                var d = _ledger.AbortLease(ab.ImageId, ab.LeaseId, ab.FencingToken, now, ab.Caller);
                 Emit(d.Events);
                 Reply(ActionReply(d.Outcome));
                 if (d.Events.Count > 0) ImageChanged(ab.ImageId);
@@ -121,8 +121,9 @@ public sealed partial class LedgerActor
             Reply(new LeaseReply(_ledger.Epoch, LeaseStatus.Pending, null, null, RetryAfterMs, 0, "the image is being evicted"));
             return;
         }
+        // The lease id's secret comes from a CSPRNG here, on the singleton (LeaseIds); the event records the whole id.
         var d = _ledger.AcquireImage(a.ImageId, a.Node, a.SizeBytes, _settings.Images.Volume, _settings.Images.Folder,
-            _settings.Images.LeaseTtl, now);
+            _settings.Images.LeaseTtl, now, LeaseIds.NewSecret());
         Emit(d.Events);
         var o = d.Outcome;
         if (o.Status == LeaseStatus.Pending)

@@ -167,14 +167,14 @@ public sealed partial class LedgerActor : UntypedPersistentActor, IWithTimers
         {
             case ReserveCommand c:
             {
-                var d = _ledger.Reserve(c.Request, DateTimeOffset.UtcNow);
+                var d = _ledger.Reserve(c.Request, DateTimeOffset.UtcNow, c.Caller);
                 Emit(d.Events);
                 Reply(new ReserveReply(_ledger.Epoch, d.Outcome));
                 break;
             }
             case ReleaseCommand c:
             {
-                var d = _ledger.Release(c.Volume, c.ConsumerId, DateTimeOffset.UtcNow);
+                var d = _ledger.Release(c.Volume, c.ConsumerId, DateTimeOffset.UtcNow, c.Caller);
                 Emit(d.Events);
                 Reply(new ReleaseReply(_ledger.Epoch, d.Outcome));
                 break;

@@ -28,9 +28,10 @@ public static class LedgerAsk
         ledger.Ask<T>(new ExpiringRequest(request, DateTimeOffset.UtcNow + timeout), timeout + maxClockSkew, ct);
 }
 
-public sealed record ReserveCommand(ReserveRequest Request) : ILedgerRequest;
+/// <summary>Caller: the node the request acts for (null: an administrator); see VolumeBook.Reserve.</summary>
+public sealed record ReserveCommand(ReserveRequest Request, string? Caller = null) : ILedgerRequest;
 
-public sealed record ReleaseCommand(string Volume, string ConsumerId) : ILedgerRequest;
+public sealed record ReleaseCommand(string Volume, string ConsumerId, string? Caller = null) : ILedgerRequest;
 
 public sealed record GetVolumes : ILedgerRequest
 {

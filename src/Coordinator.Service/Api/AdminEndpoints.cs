@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using Akka.Actor;
 using Akka.Cluster;
 using Coordinator.Cluster.Configuration;
@@ -23,8 +21,8 @@ public sealed record MemberOperationForm(string? Operation);
 public sealed record MemberOperationResponse(string Message, string Address, string Operation);
 
 /// <summary>
-/// Cluster administration, modelled on Akka Management's Cluster HTTP routes. Mutating routes are off unless
-/// coordinator.http.admin-token is set, and then need it as a Bearer token (compared in constant time, never logged).
+/// Cluster administration, modelled on Akka Management's Cluster HTTP routes. Mutating routes are off unless an admin
+/// credential is configured (coordinator.http.admin-token or identities), and then need the admin role (Authorization).
 /// </summary>
 public static class AdminEndpoints
 {
@@ -41,9 +39,9 @@ public static class AdminEndpoints
         });
 
         app.MapPut("/cluster/members/{address}", async (string address, string? operation, HttpRequest request, ActorSystem system,
-            CoordinatorSettings settings, ILoggerFactory logs, CancellationToken ct) =>
+            HttpSecurity security, ILoggerFactory logs, CancellationToken ct) =>
         {
-            if (Authorize(request, settings.AdminToken, "admin") is { } denied) return denied;
+            if (Authorization.Admin(request.HttpContext, security) is { } denied) return denied;
             // Akka Management takes the operation as a form field; a query parameter works too.
             if (operation is null && request.HasFormContentType)
             {
@@ -57,7 +55,8 @@ public static class AdminEndpoints
             var member = cluster.State.Members.Concat(cluster.State.Unreachable).FirstOrDefault(m => Matches(View(m, cluster, null), address));
             if (member is null) return Problems.NotFound($"no member '{address}'");
             if (op == "leave") cluster.Leave(member.Address); else cluster.Down(member.Address);
-            logs.CreateLogger("Coordinator.Admin").LogWarning("Admin: {Operation} of {Address} requested", op, member.Address);
+            logs.CreateLogger("Coordinator.Admin").LogWarning("Admin: {Operation} of {Address} requested by {Caller}", op, member.Address,
+                request.HttpContext.Caller()?.Name);
             return Results.Ok(new MemberOperationResponse(op == "leave" ? "Leaving " + member.Address : "Downing " + member.Address,
                 member.Address.ToString(), op));
         }).Accepts<MemberOperationForm>("application/x-www-form-urlencoded", "multipart/form-data")
@@ -70,26 +69,8 @@ public static class AdminEndpoints
         }).AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
     }
 
-    /// <summary>Marks a route as needing the admin token in the OpenAPI document (it answers 401 and 403 without it).</summary>
+    /// <summary>Marks a route as needing the admin role in the OpenAPI document (it answers 401 and 403 without it).</summary>
     public static RouteHandlerBuilder AdminOnly(this RouteHandlerBuilder route) => route.ProducesProblem(401).ProducesProblem(403);
-
-    /// <summary>Null when allowed; otherwise the 401/403 problem. Off (403) when no token is configured.</summary>
-    public static IResult? Authorize(HttpRequest request, string? configured, string what)
-    {
-        if (string.IsNullOrEmpty(configured))
-            return Problems.Make(403, "admin-disabled", "Administration is disabled",
-                $"set coordinator.http.{what}-token to enable mutating {what} routes");
-        var header = request.Headers.Authorization.ToString();
-        if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
-            return Problems.Make(401, "unauthorized", "A bearer token is required", "send Authorization: Bearer <token>");
-        return TokenEquals(header["Bearer ".Length..].Trim(), configured)
-            ? null
-            : Problems.Make(403, "forbidden", "The token is not valid", "the bearer token does not match");
-    }
-
-    /// <summary>Constant-time comparison (of hashes, so that the lengths do not leak either).</summary>
-    public static bool TokenEquals(string presented, string configured) =>
-        CryptographicOperations.FixedTimeEquals(SHA256.HashData(Encoding.UTF8.GetBytes(presented)), SHA256.HashData(Encoding.UTF8.GetBytes(configured)));
 
     private static async Task<MembersResponse> Members(ActorSystem system, LedgerGateway ledger, CancellationToken ct)
     {

@@ -10,7 +10,7 @@ namespace Coordinator.Service.Api;
 /// <c>GET /v1/admin/backup</c>: an online, consistent backup of the ledger (as etcd's snapshot save). The singleton takes
 /// it at one sequence number of the journal and releases it once every event it reflects is durable; this node adds
 /// the journal's cluster id and the checksum and answers the backup file (<see cref="LedgerBackupFile"/>). It holds
-/// every reservation, lease, cached image and VM, so it needs the admin token.
+/// every reservation, lease, cached image and VM, so it needs the admin role.
 /// </summary>
 public static class BackupEndpoints
 {
@@ -20,9 +20,9 @@ public static class BackupEndpoints
     public static void MapBackupApi(this IEndpointRouteBuilder app)
     {
         app.MapGet("/v1/admin/backup", async (HttpRequest request, LedgerGateway ledger, CoordinatorSettings settings,
-            JournalIdentity journal, ActorSystem system, ILoggerFactory logs, CancellationToken ct) =>
+            JournalIdentity journal, ActorSystem system, HttpSecurity security, ILoggerFactory logs, CancellationToken ct) =>
         {
-            if (AdminEndpoints.Authorize(request, settings.AdminToken, "admin") is { } denied) return denied;
+            if (Authorization.Admin(request.HttpContext, security) is { } denied) return denied;
             var timeout = settings.AskTimeout > MinimumTimeout ? settings.AskTimeout : MinimumTimeout;
             LedgerBackupReply reply;
             try
@@ -44,7 +44,7 @@ public static class BackupEndpoints
             headers["X-Coordinator-Sequence-Nr"] = reply.SequenceNr.ToString(System.Globalization.CultureInfo.InvariantCulture);
             return Results.File(bytes, LedgerBackupFile.ContentType,
                 $"coordinator-backup-{journal.ClusterId:N}-{reply.SequenceNr}.json.gz");
-        }).AddEndpointFilter(LedgerEndpoints.TranslateNoLeader);
+        }).AddEndpointFilter(LedgerEndpoints.TranslateNoLeader).AdminOnly().ProducesProblem(503);
     }
 
     /// <summary>The Akka address of the oldest Up member (where the ledger singleton runs) when it is not this node.</summary>

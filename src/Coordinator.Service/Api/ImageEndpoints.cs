@@ -1,3 +1,4 @@
+using Coordinator.Cluster.Configuration;
 using Coordinator.Cluster.Ledger;
 using Coordinator.Domain;
 using Coordinator.Service.Images;
@@ -51,7 +52,7 @@ public static class ImageEndpoints
         images.MapGet("", async (LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             var r = await ledger.Ask<ImagesReply>(http, GetImages.Instance, ct);
-            return Results.Ok(new ImagesResponse(r.Epoch, r.Images, r.Leases));
+            return Results.Ok(new ImagesResponse(r.Epoch, r.Images, r.Leases.Select(l => l.Shown(http)!).ToList()));
         }).Produces<ImagesResponse>().WithName("ListImages");
 
         images.MapGet("/{imageId}", async (string imageId, int? waitMs, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
@@ -60,7 +61,7 @@ public static class ImageEndpoints
             if (waitMs is < 0 or > MaxWaitMs) return Problems.BadRequest($"waitMs must be between 0 and {MaxWaitMs}");
             var wait = waitMs ?? 0;
             var r = await ledger.Ask<ImageStateReply>(http, new WatchImage(imageId, wait), ct, TimeSpan.FromMilliseconds(wait) + TimeSpan.FromSeconds(5));
-            return Results.Ok(new ImageStateResponse(r.ImageId, r.State, r.Cached, r.Lease, r.Epoch));
+            return Results.Ok(new ImageStateResponse(r.ImageId, r.State, r.Cached, r.Lease.Shown(http), r.Epoch));
         }).Produces<ImageStateResponse>().WithName("GetImage");
 
         images.MapPost("/{imageId}/lease", async (string imageId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
@@ -70,6 +71,8 @@ public static class ImageEndpoints
             if (problem is not null) return problem;
             if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes must not be null");
             if ((InputRules.CheckId("node", body.Node) ?? InputRules.CheckBytes("sizeBytes", size)) is { } err) return Problems.BadRequest(err);
+            // A lease is taken for the caller's own node only (its id is a capability of that node's agent).
+            if (Authorization.ActFor(http, body.Node!) is { } denied) return denied;
 
             var r = await ledger.Ask<LeaseReply>(http, new AcquireImageLease(imageId, body.Node!, size), ct);
             switch (r.Status)
@@ -89,15 +92,15 @@ public static class ImageEndpoints
                 default:
                     return Problems.BadRequest(r.Error!);
             }
-        }).Accepts<LeaseRequestBody>("application/json").Produces<CachedResponse>(200).Produces<GrantedResponse>(201).Produces<PendingResponse>(202).ProducesProblem(409).WithName("AcquireImageLease");
+        }).Accepts<LeaseRequestBody>("application/json").Produces<CachedResponse>(200).Produces<GrantedResponse>(201).Produces<PendingResponse>(202).ProducesProblem(409).ProducesProblem(403).WithName("AcquireImageLease");
 
         images.MapPost("/{imageId}/lease/{leaseId}/renew", async (string imageId, string leaseId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
         {
             var (body, problem) = await ReadToken<LeaseTokenBody>(imageId, leaseId, request, b => b.FencingToken, ct);
             if (problem is not null) return problem;
-            var r = await ledger.Ask<LeaseActionReply>(http, new RenewImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
-            return r.Status == LeaseActionStatus.Done ? Results.Ok(r.Lease) : ActionProblem(r, imageId, leaseId);
-        }).Accepts<LeaseTokenBody>("application/json").Produces<Coordinator.Cluster.Ledger.LeaseView>().ProducesProblem(409).ProducesProblem(404).WithName("RenewImageLease");
+            var r = await ledger.Ask<LeaseActionReply>(http, new RenewImageLease(imageId, leaseId, body!.FencingToken!.Value, Holder(http)), ct);
+            return r.Status == LeaseActionStatus.Done ? Results.Ok(r.Lease) : ActionProblem(http, r, imageId, leaseId);
+        }).Accepts<LeaseTokenBody>("application/json").Produces<Coordinator.Cluster.Ledger.LeaseView>().ProducesProblem(409).ProducesProblem(404).ProducesProblem(403).WithName("RenewImageLease");
 
         images.MapPost("/{imageId}/lease/{leaseId}/complete", async (string imageId, string leaseId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -105,21 +108,23 @@ public static class ImageEndpoints
             if (problem is not null) return problem;
             if (body!.SizeBytes is not { } size) return Problems.BadRequest("sizeBytes must not be null");
             if ((InputRules.CheckBytes("sizeBytes", size) ?? InputRules.CheckChecksum(body.Checksum)) is { } err) return Problems.BadRequest(err);
-            var r = await ledger.Ask<LeaseActionReply>(http, new CompleteImageLease(imageId, leaseId, body.FencingToken!.Value, size, body.Checksum!), ct);
-            return r.Status == LeaseActionStatus.Done ? Results.Ok(CachedResponse.From(r.Cached!, r.Epoch)) : ActionProblem(r, imageId, leaseId, size);
-        }).Accepts<LeaseCompleteBody>("application/json").Produces<CachedResponse>().ProducesProblem(409).ProducesProblem(404).WithName("CompleteImageLease");
+            var r = await ledger.Ask<LeaseActionReply>(http, new CompleteImageLease(imageId, leaseId, body.FencingToken!.Value, size, body.Checksum!, Holder(http)), ct);
+            return r.Status == LeaseActionStatus.Done ? Results.Ok(CachedResponse.From(r.Cached!, r.Epoch)) : ActionProblem(http, r, imageId, leaseId, size);
+        }).Accepts<LeaseCompleteBody>("application/json").Produces<CachedResponse>().ProducesProblem(409).ProducesProblem(404).ProducesProblem(403).WithName("CompleteImageLease");
 
         images.MapPost("/{imageId}/lease/{leaseId}/abort", async (string imageId, string leaseId, HttpRequest request, HttpContext http, LedgerGateway ledger, CancellationToken ct) =>
         {
             var (body, problem) = await ReadToken<LeaseTokenBody>(imageId, leaseId, request, b => b.FencingToken, ct);
             if (problem is not null) return problem;
-            var r = await ledger.Ask<LeaseActionReply>(http, new AbortImageLease(imageId, leaseId, body!.FencingToken!.Value), ct);
-            return r.Status == LeaseActionStatus.Done ? Results.NoContent() : ActionProblem(r, imageId, leaseId);
-        }).Accepts<LeaseTokenBody>("application/json").Produces(204).ProducesProblem(409).ProducesProblem(404).WithName("AbortImageLease");
+            var r = await ledger.Ask<LeaseActionReply>(http, new AbortImageLease(imageId, leaseId, body!.FencingToken!.Value, Holder(http)), ct);
+            return r.Status == LeaseActionStatus.Done ? Results.NoContent() : ActionProblem(http, r, imageId, leaseId);
+        }).Accepts<LeaseTokenBody>("application/json").Produces(204).ProducesProblem(409).ProducesProblem(404).ProducesProblem(403).WithName("AbortImageLease");
 
-        images.MapPost("/{imageId}/ensure", async (string imageId, ImageFetcher fetcher, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        images.MapPost("/{imageId}/ensure", async (string imageId, ImageFetcher fetcher, LedgerGateway ledger, CoordinatorSettings s, HttpContext http, CancellationToken ct) =>
         {
             if (InputRules.CheckImageId(imageId) is { } err) return Problems.BadRequest(err);
+            // This node's fetcher takes the lease as this node.
+            if (Authorization.ActFor(http, s.NodeName) is { } denied) return denied;
             try
             {
                 var entry = await fetcher.EnsureAsync(imageId, ct);
@@ -129,16 +134,18 @@ public static class ImageEndpoints
             {
                 return Problems.Make(e.Status, e.Type, e.Title, e.Message);
             }
-        }).Produces<CachedResponse>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(502).WithName("EnsureImage");
+        }).Produces<CachedResponse>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(502).ProducesProblem(403).WithName("EnsureImage");
 
-        images.MapPost("/evict", async (double? olderThanSeconds, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
+        images.MapPost("/evict", async (double? olderThanSeconds, LedgerGateway ledger, HttpSecurity security, HttpContext http, CancellationToken ct) =>
         {
+            // Emptying the cache is an operator's decision (it would make every node fetch again).
+            if (Authorization.Admin(http, security) is { } denied) return denied;
             // Written so that NaN fails too (every comparison with NaN is false); 1e308 or Infinity would overflow TimeSpan.
             if (olderThanSeconds is { } age && !(age >= 0 && age <= MaxEvictAgeSeconds))
                 return Problems.BadRequest($"olderThanSeconds must be between 0 and {MaxEvictAgeSeconds:0} (ten years)");
             var r = await ledger.Ask<EvictReply>(http, new EvictImages(olderThanSeconds is { } s ? TimeSpan.FromSeconds(s) : null), ct);
             return Results.Ok(new EvictResponse(r.Epoch, r.Evicted));
-        }).Produces<EvictResponse>().WithName("EvictImages");
+        }).Produces<EvictResponse>().AdminOnly().WithName("EvictImages");
     }
 
     private static async Task<(T? Body, IResult? Problem)> ReadToken<T>(string imageId, string leaseId, HttpRequest request,
@@ -151,8 +158,13 @@ public static class ImageEndpoints
         return (body, null);
     }
 
-    private static IResult ActionProblem(LeaseActionReply r, string imageId, string leaseId, long requestedBytes = 0) => r.Status switch
+    /// <summary>The node a lease action is checked against by the ledger (only the holder may act); null for an admin.</summary>
+    private static string? Holder(HttpContext http) => http.Caller() is { } c ? c.LeaseCaller : "";
+
+    private static IResult ActionProblem(HttpContext http, LeaseActionReply r, string imageId, string leaseId, long requestedBytes = 0) => r.Status switch
     {
+        // Not the holder: nothing changed, and the answer tells nothing about the id or token that was sent.
+        LeaseActionStatus.NotHolder => Authorization.Deny(http, 403, "not-lease-holder", "Only the lease's holder may act on it", r.Error ?? "not the holder"),
         // A completion larger than its grant whose growth does not fit: the lease stays as it was (the holder may abort).
         LeaseActionStatus.InsufficientSpace => Problems.InsufficientSpace(r.Error ?? "the image does not fit", r.FreeBytes, requestedBytes, r.Epoch),
         LeaseActionStatus.Stale => Problems.Make(409, "stale-lease", "The lease is not held with this token", r.Error ?? "stale",

@@ -54,19 +54,22 @@ public static class LedgerEndpoints
 
         v1.MapPut("/volumes/{volume}/reservations/{consumerId}", PutReservation)
             .Accepts<ReservationBody>("application/json").Produces<ReservationResponse>(201).Produces<ReservationResponse>(200)
-            .ProducesProblem(409).ProducesProblem(404).ProducesProblem(413).WithName("PutReservation");
+            .ProducesProblem(409).ProducesProblem(404).ProducesProblem(413).ProducesProblem(403).WithName("PutReservation");
 
         v1.MapDelete("/volumes/{volume}/reservations/{consumerId}", async (string volume, string consumerId, LedgerGateway ledger, HttpContext http, CancellationToken ct) =>
         {
             if ((InputRules.CheckId("volume", volume) ?? InputRules.CheckConsumerId(consumerId)) is { } err) return Problems.BadRequest(err);
-            var r = await ledger.Ask<ReleaseReply>(http, new ReleaseCommand(volume, consumerId), ct);
+            // The ledger checks that the reservation is the caller's node's (an admin may release any).
+            var r = await ledger.Ask<ReleaseReply>(http, new ReleaseCommand(volume, consumerId, Caller(http)), ct);
             return r.Outcome.Status switch
             {
                 ReleaseStatus.Released => WithEpoch(http, r.Epoch, Results.NoContent()),
                 ReleaseStatus.UnknownVolume => Problems.NotFound($"unknown volume '{volume}'"),
+                ReleaseStatus.WrongNode => Authorization.Deny(http, 403, "wrong-node", "The caller may not act for this node",
+                    $"the reservation {consumerId} on {volume} belongs to {r.Outcome.Released!.Node}, not to {Caller(http)}"),
                 _ => Problems.NotFound($"no reservation for '{consumerId}' on {volume}"),
             };
-        }).Produces(204).ProducesProblem(404).WithName("ReleaseReservation");
+        }).Produces(204).ProducesProblem(404).ProducesProblem(403).WithName("ReleaseReservation");
 
         v1.MapPost("/volumes/{volume}/rescan", async (string volume, LedgerGateway ledger, CoordinatorSettings settings, HttpContext http, CancellationToken ct) =>
         {
@@ -96,9 +99,11 @@ public static class LedgerEndpoints
         var err = InputRules.CheckId("node", body.Node) ?? InputRules.CheckBytes("bytes", bytes)
                   ?? (body.ImageId is null ? null : InputRules.CheckImageId(body.ImageId));
         if (err is not null) return Problems.BadRequest(err);
+        // An agent claims only for its own node; the ledger also refuses a change to another node's reservation.
+        if (Authorization.ActFor(http, body.Node!) is { } denied) return denied;
 
         var r = await ledger.Ask<ReserveReply>(http,
-            new ReserveCommand(new ReserveRequest(volume, consumerId, body.Node!, bytes, body.Path, body.ImageId)), ct);
+            new ReserveCommand(new ReserveRequest(volume, consumerId, body.Node!, bytes, body.Path, body.ImageId), Caller(http)), ct);
         var o = r.Outcome;
         return o.Status switch
         {
@@ -109,9 +114,13 @@ public static class LedgerEndpoints
                 ReservationResponse.From(o.Reservation!, o.Status == ReserveStatus.Unchanged ? "unchanged" : "updated", o.FreeBytes, r.Epoch))),
             ReserveStatus.InsufficientSpace => Problems.InsufficientSpace(o.Error!, o.FreeBytes, bytes, r.Epoch),
             ReserveStatus.UnknownVolume => Problems.NotFound(o.Error!),
+            ReserveStatus.WrongNode => Authorization.Deny(http, 403, "wrong-node", "The caller may not act for this node", o.Error!),
             _ => Problems.BadRequest(o.Error!),
         };
     }
+
+    /// <summary>The node the request acts for, checked by the ledger; null for an admin (any node).</summary>
+    private static string? Caller(HttpContext http) => http.Caller() is { } c ? c.LeaseCaller : "";
 
     /// <summary>
     /// Reads a JSON body of at most 64 KiB; any problem becomes a 4xx before anything reaches the ledger. The edge only

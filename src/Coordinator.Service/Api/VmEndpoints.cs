@@ -40,31 +40,37 @@ public static class VmEndpoints
 
         v1.MapPost("/vms", async (HttpRequest request, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
+            // The VM is created on this node: only its agent (or an admin) may ask.
+            if (Authorization.ActFor(request.HttpContext, s.NodeName) is { } denied) return denied;
             var (b, problem) = await ReadVm(request, ct);
             if (problem is not null) return problem;
             var volume = b!.Volume ?? s.Volumes.FirstOrDefault()?.Name ?? "";
             var r = await nodes.AskAsync<VmOpReply>(s.NodeName, new SpawnVm(b.Name!, b.MemoryMb!.Value, b.Vcpus!.Value, b.DiskBytes!.Value, volume, b.ImageId),
                 s.HyperV.OperationTimeout, ct);
             return Answer(r);
-        }).Accepts<SpawnBody>("application/json").Produces<VmRecord>(201).ProducesProblem(409);
+        }).Accepts<SpawnBody>("application/json").Produces<VmRecord>(201).ProducesProblem(409).ProducesProblem(403);
 
         // An arrival from another cluster: the same checks as a spawn. Its volume is the source cluster's name, so a
         // well-formed name this cluster does not have means our first volume (where the peer was told to put the files).
         v1.MapPost("/vms/arrivals", async (HttpRequest request, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
+            // A peer cluster hands the VM to this node; otherwise this node's agent or an admin.
+            if (request.HttpContext.Caller()?.Kind != CallerKind.Peer && Authorization.ActFor(request.HttpContext, s.NodeName) is { } denied)
+                return denied;
             var (b, problem) = await ReadVm(request, ct);
             if (problem is not null) return problem;
             var volume = b!.Volume is { } v && s.Volumes.Any(x => x.Name == v) ? v : s.Volumes.FirstOrDefault()?.Name ?? "";
             return Answer(await nodes.AskAsync<VmOpReply>(s.NodeName, new ArriveVm(b.Name!, b.MemoryMb!.Value, b.Vcpus!.Value, b.DiskBytes!.Value, volume, b.ImageId),
                 s.HyperV.OperationTimeout, ct));
-        }).Accepts<SpawnBody>("application/json").Produces<VmRecord>(201).ProducesProblem(409);
+        }).Accepts<SpawnBody>("application/json").Produces<VmRecord>(201).ProducesProblem(409).ProducesProblem(403);
 
-        v1.MapDelete("/vms/{name}", async (string name, LedgerGateway ledger, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
+        v1.MapDelete("/vms/{name}", async (string name, HttpContext http, LedgerGateway ledger, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
             if (InputRules.CheckConsumerId(name) is { } err) return Problems.BadRequest(err);
             var owner = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => FileNames.Comparer.Equals(v.Name, name))?.Node ?? s.NodeName;
+            if (Authorization.ActFor(http, owner) is { } denied) return denied;
             return Answer(await OnNode(nodes, owner, new DestroyVm(name), s, ct));
-        }).Produces(204).ProducesProblem(404);
+        }).Produces(204).ProducesProblem(404).ProducesProblem(403);
 
         v1.MapPost("/vms/{name}/migrate", async (string name, HttpRequest request, LedgerGateway ledger, NodeDirectory nodes, CoordinatorSettings s, CancellationToken ct) =>
         {
@@ -81,8 +87,10 @@ public static class VmEndpoints
             }
             var vm = (await ledger.Ask<VmsReply>(GetVms.Instance, ct)).Vms.FirstOrDefault(v => FileNames.Comparer.Equals(v.Name, name));
             if (vm is null) return Problems.NotFound($"no VM named '{name}'");
+            // Only the agent of the node that hosts the VM (or an admin) may move it away.
+            if (Authorization.ActFor(request.HttpContext, vm.Node) is { } denied) return denied;
             return Answer(await OnNode(nodes, vm.Node, new MigrateVm(name, b.Target!, mode), s, ct));
-        }).Accepts<MigrateBody>("application/json").Produces<VmRecord>().ProducesProblem(404).ProducesProblem(409);
+        }).Accepts<MigrateBody>("application/json").Produces<VmRecord>().ProducesProblem(404).ProducesProblem(409).ProducesProblem(403);
 
         v1.MapGet("/nodes", async (LedgerGateway ledger, CancellationToken ct) =>
         {
@@ -90,11 +98,11 @@ public static class VmEndpoints
             return Results.Ok(new NodesResponse(r.Epoch, r.Nodes));
         });
 
-        // Drain and resume are operator actions: they need the admin token (401/403 in the document say so).
-        v1.MapPost("/nodes/{node}/drain", async (string node, HttpRequest req, CoordinatorSettings s, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
-            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, true, ledger, nodes, ct)).AdminOnly().ProducesProblem(404);
-        v1.MapPost("/nodes/{node}/resume", async (string node, HttpRequest req, CoordinatorSettings s, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
-            AdminEndpoints.Authorize(req, s.AdminToken, "admin") ?? await Drain(node, false, ledger, nodes, ct)).AdminOnly().ProducesProblem(404);
+        // Drain and resume are operator actions: they need the admin role (401/403 in the document say so).
+        v1.MapPost("/nodes/{node}/drain", async (string node, HttpContext http, HttpSecurity security, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
+            Authorization.Admin(http, security) ?? await Drain(node, true, ledger, nodes, ct)).AdminOnly().ProducesProblem(404);
+        v1.MapPost("/nodes/{node}/resume", async (string node, HttpContext http, HttpSecurity security, LedgerGateway ledger, NodeDirectory nodes, CancellationToken ct) =>
+            Authorization.Admin(http, security) ?? await Drain(node, false, ledger, nodes, ct)).AdminOnly().ProducesProblem(404);
 
         v1.MapGet("/events", async (long? after, int? waitMs, string? node, LedgerGateway ledger, CancellationToken ct) =>
         {

@@ -86,7 +86,7 @@ public sealed class ImageFetcher(
             await fetch.CancelAsync();
             await renewals;
             var done = await Retrying(() => ledger.Ask<LeaseActionReply>(
-                new CompleteImageLease(image.Id, lease.LeaseId, lease.FencingToken, download.Bytes, checksum), ct), ct);
+                new CompleteImageLease(image.Id, lease.LeaseId, lease.FencingToken, download.Bytes, checksum, settings.NodeName), ct), ct);
             if (done.Status == LeaseActionStatus.Done || (done.Cached is { } c && c.Path == lease.Path))
             {
                 log.LogInformation("Image {ImageId}: cached at {Path}", image.Id, lease.Path);
@@ -124,7 +124,7 @@ public sealed class ImageFetcher(
                 await Task.Delay(every, fetch.Token);
                 try
                 {
-                    var r = await ledger.Ask<LeaseActionReply>(new RenewImageLease(lease.ImageId, lease.LeaseId, lease.FencingToken), fetch.Token);
+                    var r = await ledger.Ask<LeaseActionReply>(new RenewImageLease(lease.ImageId, lease.LeaseId, lease.FencingToken, settings.NodeName), fetch.Token);
                     if (r.Status != LeaseActionStatus.Done)
                     {
                         onFenced();
@@ -145,7 +145,7 @@ public sealed class ImageFetcher(
     {
         try
         {
-            await ledger.Ask<LeaseActionReply>(new AbortImageLease(lease.ImageId, lease.LeaseId, lease.FencingToken), CancellationToken.None);
+            await ledger.Ask<LeaseActionReply>(new AbortImageLease(lease.ImageId, lease.LeaseId, lease.FencingToken, settings.NodeName), CancellationToken.None);
         }
         catch (Exception e)
         {

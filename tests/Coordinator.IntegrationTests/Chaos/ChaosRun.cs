@@ -53,6 +53,9 @@ public sealed class ChaosRun(LocalCluster cluster, ChaosOptions options, Action<
 
     public async Task<ChaosSummary> RunAsync()
     {
+        // As an admin: the clients write through any node, release what another node wrote and hold leases for
+        // made-up lessees; an agent acts only as its own node (IdentityTests).
+        cluster.Http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", LocalCluster.AdminToken);
         using var stop = new CancellationTokenSource(options.Duration);
         var clients = Enumerable.Range(0, options.Writers).Select(w => Client(w, () => Writer(w, stop.Token)))
             .Concat(Enumerable.Range(0, options.LeaseClients).Select(l => Client(options.Writers + l, () => LeaseClient(options.Writers + l, stop.Token))))

@@ -43,6 +43,8 @@ public static class Coordctl
         // The defaults must not leak in from the developer's shell.
         psi.Environment.Remove("COORDCTL_ENDPOINT");
         psi.Environment.Remove("COORDCTL_TOKEN");
+        psi.Environment.Remove("COORDCTL_TOKEN_FILE");
+        psi.Environment.Remove("COORDCTL_CA_FILE");
         psi.Environment["NO_COLOR"] = "1";
         return psi;
     }

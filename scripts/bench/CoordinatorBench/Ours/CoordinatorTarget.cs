@@ -57,7 +57,12 @@ public sealed class CoordinatorTarget : ITarget
             UseCookies = false,
             AllowAutoRedirect = false,
         }) { Timeout = opTimeout };
+        // The benchmark's fetchers are made-up holders (one per caller) asking through any node: only an admin may act
+        // for another node than the one it asks (an agent's token is bound to its node).
+        _http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
     }
+
+    private const string AdminToken = "bench-admin-token";
 
     public string Name { get; }
 
@@ -89,6 +94,7 @@ public sealed class CoordinatorTarget : ITarget
                   node-name = "{{_names[i]}}"
                   data-dir = "{{_dir}}/{{_names[i]}}"
                   http.port = {{_httpPorts[i]}}
+                  http.admin-token = "{{AdminToken}}"
                   {{journal}}
                   csv.volumes = [ { name = "{{Volume}}", path = "{{_dir}}/csv/{{Volume}}", capacity = 100TiB, headroom = 0 } ]
                 }
