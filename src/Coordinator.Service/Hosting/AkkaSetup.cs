@@ -5,14 +5,17 @@ using Akka.Logger.Serilog;
 using Coordinator.Cluster.Configuration;
 using Coordinator.Cluster.Journal;
 using Coordinator.Cluster.Ledger;
+using Coordinator.Cluster.Security;
 using Coordinator.Cluster.Vms;
 using Coordinator.Service.Vms;
+using Serilog;
 
 namespace Coordinator.Service.Hosting;
 
 public static class AkkaSetup
 {
-    /// <summary>The ActorSystem's name; it is part of every member's address (akka.tcp://coordinator@host:port).</summary>
+    /// <summary>The ActorSystem's name; it is part of every member's address (akka.tcp://coordinator@host:port, or
+    /// akka.ssl.tcp://coordinator@host:port with remoting TLS).</summary>
     public const string SystemName = "coordinator";
 
     /// <summary>
@@ -25,14 +28,30 @@ public static class AkkaSetup
         // The journal's cluster id travels as a member role, so every node can refuse a member with another journal.
         var roles = ConfigurationFactory.ParseString(
             $"akka.cluster.roles = [\"{settings.NodeRole.Replace("\"", "\\\"")}\", \"{JournalIdentityGuard.RoleFor(journal.ClusterId)}\"]");
+        var security = settings.Security;
         var akkaConfig = roles
+            .WithFallback(RemotingTls.Hocon(config, security.RemotingTls))
             .WithFallback(JournalIdentityGuard.ConfigFor(journal.ClusterId))
             .WithFallback(PersistenceHocon.For(settings.Provider, settings.ConnectionString))
             .WithFallback(CoordinatorHocon.Serialization)
             .WithFallback(config);
 
+        var (hostname, publicHostname) = RemotingTls.Hosts(config);
+        if (security.RemotingTls)
+            Log.Information("Remoting: mutual TLS on {Host} (trust: {Trust}; certificate {Source})", publicHostname,
+                TrustText(security.Trust), security.Certificate.File ?? $"thumbprint {security.Certificate.Thumbprint}");
+        else if (RemotingTls.IsInsecureExposure(config, security))
+            Log.Warning("Remoting is plain text on {Host} (beyond loopback) because coordinator.security.insecure is on: anyone " +
+                        "who reaches the port can join the cluster and send it messages; set coordinator.security.certificate and " +
+                        "trust for production", publicHostname.Length > 0 ? publicHostname : hostname);
+        else if (security.Insecure)
+            Log.Warning("coordinator.security.insecure is on (remoting stays on loopback here)");
+
         return services.AddAkka(SystemName, (builder, _) =>
         {
+            // Loaded once for the ActorSystem (CheckAtStart has already refused a certificate that does not load).
+            if (security.RemotingTls)
+                builder.AddSetup(RemotingTls.Setup(security.Certificate.Load(), security.Trust));
             builder
                 .AddHocon(akkaConfig, HoconAddMode.Prepend)
                 .ConfigureLoggers(loggers =>
@@ -64,4 +83,11 @@ public static class AkkaSetup
                 });
         });
     }
+
+    private static string TrustText(ClusterTrust trust) =>
+        string.Join(", ", new[]
+        {
+            trust.Authorities.Count > 0 ? $"{trust.Authorities.Count} CA(s): " + string.Join("; ", trust.Authorities.Select(a => a.Subject)) : null,
+            trust.PinnedCount > 0 ? $"{trust.PinnedCount} pinned thumbprint(s)" : null,
+        }.Where(t => t is not null));
 }
