@@ -86,7 +86,13 @@ public sealed class RemotingTlsTests(TlsClusterFixture fixture, ITestOutputHelpe
         Cluster.Start(foreign);
 
         // The rogues' traffic reaches the members and is refused there: the members log why.
+        void StillRunning()
+        {
+            foreach (var rogue in new[] { plain, foreign })
+                Assert.True(Cluster.IsRunning(rogue), $"{rogue.Name} exited; its log:\n{Cluster.Tail(rogue)}");
+        }
         await Cluster.WaitUntilAsync(() => Task.FromResult(fixture.Members.Any(n =>
+                StillRunningThen(StillRunning) &&
                 LogSince(n, logMarks[n.Name]).Contains("is not issued by the cluster's CA", StringComparison.Ordinal)
                 && LogSince(n, logMarks[n.Name]).Contains($"CN={foreign.Name}", StringComparison.Ordinal))),
             "a member logs the refusal of hv06's certificate (another CA)", TimeSpan.FromSeconds(60));
@@ -160,6 +166,12 @@ public sealed class RemotingTlsTests(TlsClusterFixture fixture, ITestOutputHelpe
             Assert.Equal(fixture.Members.Select(m => m.Name).Order(), members.Select(m => m.Node).Order());
         }
         Assert.Equal(before, await LedgerState(Hv(1)));
+    }
+
+    private static bool StillRunningThen(Action check)
+    {
+        check();
+        return true;
     }
 
     /// <summary>What a member logs when a peer speaks plain Akka to its TLS port (the handshake fails).</summary>

@@ -15,8 +15,13 @@ public static class CoordinatorHocon
           serializers.coordinator = "Coordinator.Cluster.Serialization.CoordinatorSerializer, Coordinator.Cluster"
           serializers.json = "Coordinator.Cluster.Serialization.RefuseReflectionJson, Coordinator.Cluster"
           serializers.daemon-create = "Coordinator.Cluster.Serialization.RefuseRemoteDeployment, Coordinator.Cluster"
+          # The singleton's hand-over messages: Akka binds them only once its singleton config is injected; without the
+          # binding they would reach the refusal above (they used to go through Newtonsoft JSON).
+          serializers.akka-singleton = "Akka.Cluster.Tools.Singleton.Serialization.ClusterSingletonMessageSerializer, Akka.Cluster.Tools"
+          serialization-identifiers."Akka.Cluster.Tools.Singleton.Serialization.ClusterSingletonMessageSerializer, Akka.Cluster.Tools" = 14
           serialization-bindings {
             "System.Object" = json
+            "Akka.Cluster.Tools.Singleton.IClusterSingletonMessage, Akka.Cluster.Tools" = akka-singleton
             "Coordinator.Cluster.Ledger.ICoordinatorMessage, Coordinator.Cluster" = coordinator
             "Coordinator.Domain.LedgerEvent, Coordinator.Domain" = coordinator
             "Coordinator.Domain.LedgerSnapshot, Coordinator.Domain" = coordinator

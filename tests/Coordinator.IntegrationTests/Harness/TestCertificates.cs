@@ -62,7 +62,7 @@ public sealed class TestCa : IDisposable
     }
 
     /// <summary>The CA's certificate (no key) as PEM, for a trust bundle.</summary>
-    public string Pem => Certificate.ExportCertificatePem();
+    public string Pem => Certificate.ExportCertificatePem() + "\n";
 
     public void Dispose()
     {
@@ -80,9 +80,9 @@ public static class TestCertificates
         Directory.CreateDirectory(directory);
         var certPath = Path.Combine(directory, name + ".crt");
         var keyPath = Path.Combine(directory, name + ".key");
-        File.WriteAllText(certPath, certificate.ExportCertificatePem());
+        File.WriteAllText(certPath, certificate.ExportCertificatePem() + "\n");
         using var key = certificate.GetECDsaPrivateKey() ?? throw new InvalidOperationException("the certificate has no ECDSA private key");
-        WritePrivate(keyPath, key.ExportPkcs8PrivateKeyPem());
+        WritePrivate(keyPath, key.ExportPkcs8PrivateKeyPem() + "\n");
         return (certPath, keyPath);
     }
 
