@@ -37,9 +37,12 @@ public static class AkkaSetup
             .WithFallback(config);
 
         var (hostname, publicHostname) = RemotingTls.Hosts(config);
-        if (security.RemotingTls)
-            Log.Information("Remoting: mutual TLS on {Host} (trust: {Trust}; certificate {Source})", publicHostname,
-                TrustText(security.Trust), security.Certificate.File ?? $"thumbprint {security.Certificate.Thumbprint}");
+        // Loaded once for the ActorSystem (CoordinatorSettings has already refused a certificate that does not load).
+        var certificate = security.RemotingTls ? security.Certificate.Load() : null;
+        if (certificate is not null)
+            Log.Information("Remoting: mutual TLS on {Host} with the certificate {Subject} issued by {Issuer} (SHA-256 {Thumbprint}, " +
+                            "valid to {NotAfter:u}); trusted: {Trust}", publicHostname, certificate.Subject, certificate.Issuer,
+                ClusterTrust.Sha256(certificate), certificate.NotAfter.ToUniversalTime(), TrustText(security.Trust));
         else if (RemotingTls.IsInsecureExposure(config, security))
             Log.Warning("Remoting is plain text on {Host} (beyond loopback) because coordinator.security.insecure is on: anyone " +
                         "who reaches the port can join the cluster and send it messages; set coordinator.security.certificate and " +
@@ -49,9 +52,7 @@ public static class AkkaSetup
 
         return services.AddAkka(SystemName, (builder, _) =>
         {
-            // Loaded once for the ActorSystem (CheckAtStart has already refused a certificate that does not load).
-            if (security.RemotingTls)
-                builder.AddSetup(RemotingTls.Setup(security.Certificate.Load(), security.Trust));
+            if (certificate is not null) builder.AddSetup(RemotingTls.Setup(certificate, security.Trust));
             builder
                 .AddHocon(akkaConfig, HoconAddMode.Prepend)
                 .ConfigureLoggers(loggers =>
