@@ -1,3 +1,5 @@
+using Akka;
+using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Configuration;
 using Akka.Hosting;
@@ -64,6 +66,17 @@ public static class AkkaSetup
                     new ClusterSingletonOptions { Role = null, TerminationMessage = StopLedger.Instance }, createProxyToo: true)
                 .WithActors((system, registry, resolver) =>
                 {
+                    // Akka.Remote 1.5.73 shuts the whole node down when one of its outbound TLS handshakes fails (a peer
+                    // that does not trust this node's certificate, or a connection closed mid-handshake): say so.
+                    var shutdown = CoordinatedShutdown.Get(system);
+                    shutdown.AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "explain-tls-shutdown", () =>
+                    {
+                        if (shutdown.ShutdownReason?.GetType().Name == "TlsHandshakeFailureReason")
+                            Log.Error("This node stops because a TLS handshake it started failed (Akka.Remote stops a node then): " +
+                                      "check that every member trusts this node's certificate (coordinator.security.trust) and " +
+                                      "that it trusts theirs; the handshake error is logged just before");
+                        return Task.FromResult(Done.Instance);
+                    });
                     // The node actor: this node's VMs, reconciled with the ledger through the singleton proxy.
                     var backend = resolver.GetService<HyperVBackend>();
                     var nodeSettings = new NodeSettings(settings.NodeName,
