@@ -98,8 +98,8 @@ public sealed class RemotingTlsTests(TlsClusterFixture fixture, ITestOutputHelpe
             output.WriteLine($"{n.Name} log since the rogues started:\n" + string.Join('\n',
                 LogSince(n, logMarks[n.Name]).Split('\n').Where(l => l.Contains("WRN")).Take(4)));
 
-        // A rogue that is still up is no member, so its API cannot reach the ledger; one that gave up joining exited 3
-        // (akka.cluster.shutdown-after-unsuccessful-join-seed-nodes), as a node that cannot join does.
+        // A rogue that is still up is no member, so its API cannot reach the ledger; one that gave up exited 3: Akka.Remote
+        // stops a node whose outbound TLS handshake failed (here: the members refused its certificate).
         foreach (var rogue in new[] { plain, foreign })
         {
             if (Cluster.IsRunning(rogue))

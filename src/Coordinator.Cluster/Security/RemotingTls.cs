@@ -62,6 +62,14 @@ public static class RemotingTls
     }
 
     /// <summary>
+    /// Akka.Remote 1.5.73 stops the whole node (CoordinatedShutdown with its internal TlsHandshakeFailureReason) when an
+    /// outbound TLS handshake fails: a peer that does not trust this node, or a connection closed mid-handshake (a peer
+    /// going down). Such a stop is a restartable failure (exit 3), not a clean exit.
+    /// </summary>
+    public static bool StoppedByTlsHandshake(Akka.Actor.CoordinatedShutdown.Reason? reason) =>
+        reason?.GetType().Name == "TlsHandshakeFailureReason";
+
+    /// <summary>
     /// Akka's validation callback: the peer is accepted only when the cluster trusts its certificate. Each refusal is
     /// logged at Warning with the peer and the reason (the certificate's subject and validity, never a key).
     /// </summary>

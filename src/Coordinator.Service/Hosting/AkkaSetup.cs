@@ -71,10 +71,10 @@ public static class AkkaSetup
                     var shutdown = CoordinatedShutdown.Get(system);
                     shutdown.AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "explain-tls-shutdown", () =>
                     {
-                        if (shutdown.ShutdownReason?.GetType().Name == "TlsHandshakeFailureReason")
+                        if (RemotingTls.StoppedByTlsHandshake(shutdown.ShutdownReason))
                             Log.Error("This node stops because a TLS handshake it started failed (Akka.Remote stops a node then): " +
                                       "check that every member trusts this node's certificate (coordinator.security.trust) and " +
-                                      "that it trusts theirs; the handshake error is logged just before");
+                                      "that it trusts theirs; the handshake error is logged just before; it exits 3 to be restarted");
                         return Task.FromResult(Done.Instance);
                     });
                     // The node actor: this node's VMs, reconciled with the ledger through the singleton proxy.
