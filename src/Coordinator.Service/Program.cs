@@ -128,8 +128,9 @@ try
     // Removed from the cluster: exit 3 whoever asked the host to stop first (Akka.Hosting's own termination hook
     // races ours and sets -1, i.e. 255).
     if (nodeSystem is { WhenTerminated.IsCompleted: true }
-        && CoordinatedShutdown.Get(nodeSystem).ShutdownReason is CoordinatedShutdown.ClusterDowningReason
-            or CoordinatedShutdown.ClusterLeavingReason or CoordinatedShutdown.ClusterJoinUnsuccessfulReason)
+        && (CoordinatedShutdown.Get(nodeSystem).ShutdownReason is CoordinatedShutdown.ClusterDowningReason
+            or CoordinatedShutdown.ClusterLeavingReason or CoordinatedShutdown.ClusterJoinUnsuccessfulReason
+        || Coordinator.Cluster.Security.RemotingTls.StoppedByTlsHandshake(CoordinatedShutdown.Get(nodeSystem).ShutdownReason)))
         return 3;
     return Environment.ExitCode;
 }

@@ -306,7 +306,7 @@ internal static class CoordctlRun
     /// <summary>The rows of cluster show's member table, by node name.</summary>
     public static Dictionary<string, string> MemberRows(string show) =>
         show.Split('\n').TakeWhile(l => !l.StartsWith("singleton:", StringComparison.Ordinal))
-            .Select(l => l.TrimEnd()).Where(l => l.Contains("akka.tcp://", StringComparison.Ordinal))
+            .Select(l => l.TrimEnd()).Where(l => l.Contains("://coordinator@", StringComparison.Ordinal)) // akka.tcp or akka.ssl.tcp
             .ToDictionary(l => l.Split(' ', 2)[0]);
 
     /// <summary>The summary line's singleton host ("singleton: hv02   oldest: ...").</summary>

@@ -208,6 +208,9 @@ public sealed record CoordinatorSettings
             throw new ConfigurationException("coordinator.ledger.wait-after-write-failure must be longer than coordinator.ledger.read-lease");
 
         var logFile = c.GetString("logging.file", "");
+        var security = SecuritySettings.FromConfig(c);
+        // Plain remoting beyond loopback is refused, and with TLS the node's certificate must load: both exit 2.
+        Coordinator.Cluster.Security.RemotingTls.CheckAtStart(root, security);
         return new CoordinatorSettings
         {
             NodeName = nodeName,
@@ -227,7 +230,7 @@ public sealed record CoordinatorSettings
             HyperV = hyperv,
             AdminToken = Secret(c, "http.admin-token"),
             AgentToken = Secret(c, "http.agent-token"),
-            Security = SecuritySettings.FromConfig(c),
+            Security = security,
             RescanInterval = c.GetTimeSpan("csv.rescan-interval", TimeSpan.FromSeconds(30)),
             Volumes = volumes,
             LogFile = string.IsNullOrWhiteSpace(logFile) ? null : Path.GetFullPath(Path.IsPathRooted(logFile) ? logFile : Path.Combine(dataDir, logFile)),

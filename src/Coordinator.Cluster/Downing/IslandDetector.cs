@@ -57,7 +57,7 @@ public sealed class IslandDetector : ReceiveActor, IWithTimers
         Receive<Tick>(_ => OnTick());
         Receive<ActorIdentity>(id =>
         {
-            if (id.Subject is not null && id.MessageId is Address a) _alive.Add(a);
+            if (id.Subject is not null && id.MessageId is string s && Address.TryParse(s, out var a)) _alive.Add(a);
         });
     }
 
@@ -118,6 +118,6 @@ public sealed class IslandDetector : ReceiveActor, IWithTimers
         else _minoritySince = null;
 
         foreach (var seed in _cluster.Settings.SeedNodes.Where(s => s != _cluster.SelfAddress && !members.Contains(s)))
-            Context.ActorSelection(new RootActorPath(seed) / "system" / "cluster" / "core" / "daemon").Tell(new Identify(seed), Self);
+            Context.ActorSelection(new RootActorPath(seed) / "system" / "cluster" / "core" / "daemon").Tell(new Identify(seed.ToString()), Self); // a string id: Akka's own serializer carries it (an Address has none)
     }
 }

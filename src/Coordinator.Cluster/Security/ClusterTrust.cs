@@ -22,6 +22,7 @@ public sealed class ClusterTrust
 
     public bool IsConfigured => _authorities.Count > 0 || _pinned.Count > 0;
     public X509Certificate2Collection Authorities => _authorities;
+    public int PinnedCount => _pinned.Count;
 
     /// <summary>Reads <c>coordinator.{key}.ca-file</c> and <c>coordinator.{key}.pinned-thumbprints</c>.</summary>
     public static ClusterTrust FromConfig(Config coordinator, string key)

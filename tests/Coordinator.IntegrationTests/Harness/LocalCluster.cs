@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Text.Json;
 
@@ -10,12 +11,15 @@ namespace Coordinator.IntegrationTests.Harness;
 /// <summary>
 /// N real node processes on 127.0.0.1: distinct HTTP and Akka ports, one shared CSV folder, one shared journal.
 /// Every process is started by PID and killed by PID; Dispose stops exactly what this instance started.
+/// Remoting runs over mutual TLS unless <c>tls: false</c>: one CA per cluster (<see cref="Ca"/>), a certificate per node
+/// (PEM certificate and key under <see cref="CertificateDir"/>), the CA as every node's trust bundle.
 /// </summary>
 public sealed class LocalCluster : IDisposable
 {
     private readonly Dictionary<string, Process> _processes = new();
     private readonly string _extraHocon;
     private readonly bool _defaultSimulatedDatabase;
+    private readonly int _seeds;
 
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "coord-cluster-" + Guid.NewGuid().ToString("N")[..10]);
     public IReadOnlyList<NodeInfo> Nodes { get; }
@@ -24,17 +28,57 @@ public sealed class LocalCluster : IDisposable
     /// <param name="defaultSimulatedDatabase">Leave coordinator.hyperv.simulated.database unset, as scripts/cluster.sh
     /// does, so that the nodes use the product's default place for it (beside the first volume's folder, which is
     /// <see cref="SimulatedDatabasePath"/>).</param>
+    /// <param name="tls">Mutual TLS between the nodes (the default); false: plain remoting (loopback only).</param>
+    /// <param name="seeds">How many of the nodes (the first ones) are seed nodes; default all.</param>
     public LocalCluster(int size, string extraHocon = "", string namePrefix = "hv", Func<int, NodePlacement>? placement = null,
-        bool defaultSimulatedDatabase = false)
+        bool defaultSimulatedDatabase = false, bool tls = true, int? seeds = null)
     {
+        _seeds = seeds ?? size;
         _extraHocon = extraHocon;
         _defaultSimulatedDatabase = defaultSimulatedDatabase;
+        Tls = tls;
         Directory.CreateDirectory(Root);
         Nodes = Enumerable.Range(1, size).Select(i => placement is null
             ? new NodeInfo($"{namePrefix}{i:00}", LoopbackPorts.Next(), LoopbackPorts.Next())
             : new NodeInfo($"{namePrefix}{i:00}", 7070, 4053, placement(i))).ToList();
+        if (tls)
+        {
+            Ca = TestCa.Create("coordinator test CA " + Path.GetFileName(Root));
+            WriteTrust(Ca);
+            foreach (var n in Nodes) IssueCertificate(n, Ca);
+        }
         foreach (var n in Nodes) File.WriteAllText(ConfigPath(n), SiteConfig(n));
     }
+
+    /// <summary>Whether remoting runs over mutual TLS (the default).</summary>
+    public bool Tls { get; }
+
+    /// <summary>The cluster's CA (null without TLS).</summary>
+    public TestCa? Ca { get; }
+
+    public string CertificateDir => Path.Combine(Root, "certs");
+
+    /// <summary>Every node's trust bundle (coordinator.security.trust.ca-file).</summary>
+    public string TrustFile => Path.Combine(CertificateDir, "cluster-ca.pem");
+
+    /// <summary>The member address scheme: akka.ssl.tcp with TLS, akka.tcp without.</summary>
+    public string AkkaScheme => Tls ? "akka.ssl.tcp" : "akka.tcp";
+
+    /// <summary>Where node <paramref name="n"/>'s certificate and key are (coordinator.security.certificate).</summary>
+    public (string Certificate, string Key) CertificateFiles(NodeInfo n) =>
+        (Path.Combine(CertificateDir, n.Name + ".crt"), Path.Combine(CertificateDir, n.Name + ".key"));
+
+    /// <summary>(Re)writes node <paramref name="n"/>'s certificate, issued by <paramref name="ca"/>; a node reads it when it
+    /// (re)starts.</summary>
+    public X509Certificate2 IssueCertificate(NodeInfo n, TestCa ca)
+    {
+        var cert = ca.Issue(n.Name, [n.Placement.AkkaHost, n.Placement.UrlHost]);
+        TestCertificates.WritePem(cert, CertificateDir, n.Name);
+        return cert;
+    }
+
+    /// <summary>(Re)writes the trust bundle every node reads when it (re)starts.</summary>
+    public void WriteTrust(params TestCa[] authorities) => TestCertificates.WriteBundle(TrustFile, authorities);
 
     public string CsvRoot => Path.Combine(Root, "csv");
     public string JournalPath => Path.Combine(Root, "ledger.db");
@@ -62,7 +106,17 @@ public sealed class LocalCluster : IDisposable
 
     private string SiteConfig(NodeInfo n)
     {
-        var seeds = string.Join(", ", Nodes.Select(s => $"\"akka.tcp://coordinator@{s.Placement.AkkaHost}:{s.AkkaPort}\""));
+        var seeds = string.Join(", ", Nodes.Take(_seeds).Select(s => $"\"{AkkaScheme}://coordinator@{s.Placement.AkkaHost}:{s.AkkaPort}\""));
+        var (cert, key) = CertificateFiles(n);
+        var security = Tls
+            ? $$"""
+              coordinator.security {
+                certificate { file = "{{Esc(cert)}}", key-file = "{{Esc(key)}}" }
+                trust.ca-file = "{{Esc(TrustFile)}}"
+                remoting.tls = on
+              }
+              """
+            : "coordinator.security.remoting.tls = off";
         return $$"""
             coordinator {
               node-name = "{{n.Name}}"
@@ -82,6 +136,7 @@ public sealed class LocalCluster : IDisposable
             akka.cluster.seed-nodes = [{{seeds}}]
             akka.remote.dot-netty.tcp.hostname = "{{n.Placement.AkkaHost}}"
             coordinator.http.host = "{{n.Placement.HttpHost}}"
+            {{security}}
             {{_extraHocon}}
             """;
     }
@@ -226,6 +281,7 @@ public sealed class LocalCluster : IDisposable
             p.Dispose();
         }
         Http.Dispose();
+        Ca?.Dispose();
         if (Environment.GetEnvironmentVariable("COORDINATOR_KEEP_TEST_DIRS") is null)
             try { Directory.Delete(Root, true); } catch (IOException) { }
     }
