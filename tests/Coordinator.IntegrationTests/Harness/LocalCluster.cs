@@ -23,7 +23,10 @@ public sealed class LocalCluster : IDisposable
 
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "coord-cluster-" + Guid.NewGuid().ToString("N")[..10]);
     public IReadOnlyList<NodeInfo> Nodes { get; }
-    public HttpClient Http { get; } = new() { Timeout = TimeSpan.FromSeconds(15) };
+    /// <summary>The test's client. A node whose API is beyond loopback (a network namespace) serves HTTPS with its
+    /// node certificate and wants a credential there: this client trusts the cluster's CA (only it) and sends the admin
+    /// token to such nodes when a request carries none. Loopback requests go out exactly as the test made them.</summary>
+    public HttpClient Http { get; }
 
     /// <param name="defaultSimulatedDatabase">Leave coordinator.hyperv.simulated.database unset, as scripts/cluster.sh
     /// does, so that the nodes use the product's default place for it (beside the first volume's folder, which is
@@ -37,6 +40,7 @@ public sealed class LocalCluster : IDisposable
         _extraHocon = extraHocon;
         _defaultSimulatedDatabase = defaultSimulatedDatabase;
         Tls = tls;
+        Http = new HttpClient(new BeyondLoopbackCredentials(this)) { Timeout = TimeSpan.FromSeconds(15) };
         Directory.CreateDirectory(Root);
         Nodes = Enumerable.Range(1, size).Select(i => placement is null
             ? new NodeInfo($"{namePrefix}{i:00}", LoopbackPorts.Next(), LoopbackPorts.Next())
@@ -95,7 +99,34 @@ public sealed class LocalCluster : IDisposable
 
     public NodeInfo Node(string name) => Nodes.Single(n => n.Name == name);
 
-    public Uri Url(NodeInfo n, string path) => new($"http://{n.Placement.UrlHost}:{n.HttpPort}{path}");
+    public Uri Url(NodeInfo n, string path) => new($"{HttpScheme(n)}://{n.Placement.UrlHost}:{n.HttpPort}{path}");
+
+    /// <summary>https where the node's API is beyond loopback and it has a certificate (coordinator.http.tls = auto).</summary>
+    public string HttpScheme(NodeInfo n) =>
+        Tls && !Coordinator.Cluster.Configuration.SecuritySettings.IsLoopback(n.Placement.HttpHost) ? "https" : "http";
+
+    /// <summary>See <see cref="Http"/>.</summary>
+    private sealed class BeyondLoopbackCredentials : DelegatingHandler
+    {
+        public BeyondLoopbackCredentials(LocalCluster cluster) : base(new SocketsHttpHandler
+        {
+            SslOptions =
+            {
+                // The nodes' HTTPS certificates chain to this cluster's CA, never to the machine's roots.
+                RemoteCertificateValidationCallback = (_, cert, _, _) => cluster.Ca is { } ca && cert is not null
+                    && new Coordinator.Cluster.Security.ClusterTrust([ca.Certificate], []).Check(
+                        System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(cert.GetRawCertData())) is null,
+            },
+        }) { }
+
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken ct)
+        {
+            if (request.RequestUri is { Scheme: "https" } && request.Headers.Authorization is null
+                && !Coordinator.Cluster.Configuration.SecuritySettings.IsLoopback(request.RequestUri.Host))
+                request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", AdminToken);
+            return base.SendAsync(request, ct);
+        }
+    }
 
     public string ConfigPath(NodeInfo n) => Path.Combine(Root, n.Name + ".hocon");
 
