@@ -22,7 +22,9 @@ public sealed class SecretReaderTests : IDisposable
         return path;
     }
 
-    private static Config Hocon(string text) => ConfigurationFactory.ParseString(text);
+    // Remoting on loopback, as the shipped defaults have it (plain remoting beyond loopback is refused at start).
+    private static Config Hocon(string text) =>
+        ConfigurationFactory.ParseString(text).WithFallback(ConfigurationFactory.ParseString("akka.remote.dot-netty.tcp.hostname = \"127.0.0.1\""));
 
     private static string Q(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
 

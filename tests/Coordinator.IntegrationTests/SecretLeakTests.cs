@@ -82,7 +82,8 @@ public sealed class SecretLeakTests(ITestOutputHelper output)
                 hvb01 { url = "{{peer.Endpoint}}", token-file = "{{PrivateText("peer.token", secrets["outgoing peer token"])}}", ca-file = "{{peerCaFile}}" }
               }
               security {
-                certificate { file = "{{pfx}}", password-file = "{{PrivateText("pfx.password", secrets["certificate password"])}}" }
+                # A PFX with a password instead of the harness's PEM certificate and key (key-file cleared).
+                certificate { file = "{{pfx}}", key-file = "", password-file = "{{PrivateText("pfx.password", secrets["certificate password"])}}" }
                 trust.ca-file = "{{clusterCaFile}}"
               }
             }
