@@ -38,7 +38,7 @@ coordinator {
   persistence.connection-string = "Data Source=$dir/ledger.db"
   csv.volumes = [ { name = "Volume1", path = "$dir/csv/Volume1", capacity = ${CAPACITY:-500GiB}, headroom = 0 } ]
 }
-$([ "${TLS:-0}" = 1 ] && echo "coordinator.security { certificate { file = \"$dir/certs/$name.crt\", key-file = \"$dir/certs/$name.key\" }, trust.ca-file = \"$dir/certs/ca.crt\", remoting.tls = on }")
+$([ "${TLS:-0}" = 1 ] && printf 'coordinator.security.certificate { file = "%s", key-file = "%s" }\ncoordinator.security.trust.ca-file = "%s"\ncoordinator.security.remoting.tls = on\n' "$dir/certs/$name.crt" "$dir/certs/$name.key" "$dir/certs/ca.crt")
 akka.remote.dot-netty.tcp.port = $((akka_base + i - 1))
 akka.cluster.seed-nodes = [${seeds%,}]
 ${EXTRA_HOCON:-}

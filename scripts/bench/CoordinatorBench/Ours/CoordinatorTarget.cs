@@ -98,7 +98,7 @@ public sealed class CoordinatorTarget : ITarget
                   {{journal}}
                   csv.volumes = [ { name = "{{Volume}}", path = "{{_dir}}/csv/{{Volume}}", capacity = 100TiB, headroom = 0 } ]
                 }
-                {{(_tlsCerts is null ? "" : $"coordinator.security {{ certificate {{ file = \"{_tlsCerts}/{_names[i]}.crt\", key-file = \"{_tlsCerts}/{_names[i]}.key\" }}, trust.ca-file = \"{_tlsCerts}/ca.crt\", remoting.tls = on }}")}}
+                {{(_tlsCerts is null ? "" : $"coordinator.security.certificate {{ file = \"{_tlsCerts}/{_names[i]}.crt\", key-file = \"{_tlsCerts}/{_names[i]}.key\" }}\ncoordinator.security.trust.ca-file = \"{_tlsCerts}/ca.crt\"\ncoordinator.security.remoting.tls = on")}}
                 akka.remote.dot-netty.tcp.port = {{_akkaPorts[i]}}
                 akka.cluster.seed-nodes = [{{seeds}}]
                 {{_extraHocon}}
