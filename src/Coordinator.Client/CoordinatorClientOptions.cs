@@ -17,12 +17,17 @@ public sealed record CoordinatorClientOptions
 
     /// <summary>
     /// A token from <paramref name="file"/> (its first line, trimmed) or else from the environment variable
-    /// <paramref name="env"/>; null when neither is given. A missing or empty file throws (never silently anonymous).
+    /// <paramref name="env"/>; null when neither is given. A missing or empty file throws (never silently anonymous), and
+    /// so does, on Unix, a file that group or others may read or write.
     /// </summary>
     public static string? ReadToken(string? file, string? env = null)
     {
         if (!string.IsNullOrEmpty(file))
         {
+            // As the service does with its own secret files: a token others on the host may read has leaked already.
+            if (!OperatingSystem.IsWindows()
+                && (File.GetUnixFileMode(file) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+                throw new InvalidDataException($"the token file '{file}' is readable or writable by group or others: chmod 600 '{file}'");
             var text = File.ReadAllText(file).Split('\n')[0].Trim();
             return text.Length > 0 ? text : throw new InvalidDataException($"the token file '{file}' is empty");
         }

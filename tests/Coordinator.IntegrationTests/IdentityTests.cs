@@ -200,6 +200,12 @@ public sealed class IdentityTests(IdentityTests.TwoNodes fx, ITestOutputHelper o
         var endpoint = $"http://127.0.0.1:{fx.Hv1.HttpPort}";
         var file = Path.Combine(C.Root, "agent.token");
         await File.WriteAllTextAsync(file, Agent1 + "\n");
+        // A token file others may read is refused (usage error, exit 2) before anything is sent; private, it is used.
+        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var open = await Coordctl.RunAsync("volumes", "--endpoint", endpoint, "--token-file", file, "--retry-for", "0");
+        Assert.True(open.ExitCode == 2, open.ToString());
+        Assert.Contains("chmod 600", open.Stderr);
+        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         var anonymous = await Coordctl.RunAsync("volumes", "--endpoint", endpoint, "--retry-for", "0");
         Assert.True(anonymous.ExitCode == 1, anonymous.ToString());
         Assert.Contains("bearer token is required", anonymous.Stderr, StringComparison.OrdinalIgnoreCase);
